@@ -1,0 +1,27 @@
+"""nn.Module definitions only. Imports torch and nothing else of sage_ros.
+
+Architectures are fixed by DESIGN.md; parameter counts are asserted in test/test_models.py.
+"""
+from .tinyvae import TinyVAE
+from .tinyvae32 import TinyVAE32
+from .standard_vae import StandardVAE
+from .puzzle_vae import VisionPuzzleVAE
+
+ARCHITECTURES = {
+    "TinyVAE": TinyVAE,
+    "TinyVAE32": TinyVAE32,
+    "StandardVAE": StandardVAE,
+    "VisionPuzzleVAE": VisionPuzzleVAE,
+}
+
+
+def build_model(architecture: str, latent_dim: int | None = None):
+    """Construct a model by its DESIGN.md name; `latent_dim` None keeps the architecture's default."""
+    try:
+        cls = ARCHITECTURES[architecture]
+    except KeyError:
+        raise ValueError(f"unknown architecture {architecture!r}; expected one of {sorted(ARCHITECTURES)}") from None
+    return cls() if latent_dim is None else cls(latent_dim=latent_dim)
+
+
+__all__ = ["TinyVAE", "TinyVAE32", "StandardVAE", "VisionPuzzleVAE", "ARCHITECTURES", "build_model"]

@@ -1,0 +1,45 @@
+"""ament_python build for sage_ros: `colcon build` on a robot, `pip install -e .` for development."""
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = "sage_ros"
+
+
+def _shipped_model_files():
+    """models/<bundle>/<file> -> share/sage_ros/models/<bundle>/ (data_files wants one entry per directory)."""
+    entries = {}
+    for path in glob("models/**/*", recursive=True):
+        if not path.endswith("/") and "." in path.rsplit("/", 1)[-1]:
+            directory = path.rsplit("/", 1)[0]
+            entries.setdefault(f"share/{PACKAGE}/{directory}", []).append(path)
+    return sorted(entries.items())
+
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    packages=find_packages(exclude=["test", "test.*", "bench", "bench.*"]),
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
+        (f"share/{PACKAGE}/config", glob("config/*.yaml")),
+        *_shipped_model_files(),
+    ],
+    install_requires=["setuptools"],
+    zip_safe=False,
+    maintainer="sage_ros maintainers",
+    maintainer_email="sage-ros@example.com",
+    description="Compact VAE latents from robot cameras, and the pipeline that makes the models.",
+    license="Apache-2.0",
+    tests_require=["pytest"],
+    entry_points={
+        "console_scripts": [
+            "sage-ros = sage_ros.cli:main",
+            "tinyvae_encoder = sage_ros.ros.encoder_node:main_tinyvae",
+            "puzzle_encoder = sage_ros.ros.encoder_node:main_puzzle",
+            "compression_node = sage_ros.ros.compression_node:main",
+        ],
+    },
+)

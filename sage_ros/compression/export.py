@@ -142,9 +142,12 @@ def _fix_output_shapes(path: Path, shapes: dict[str, list]) -> None:
 def _to_fp16(path: Path) -> None:
     """Rewrite an fp32 ONNX file in place as fp16 weights + compute with float32 inputs/outputs."""
     import onnx
-    from onnxruntime.transformers.float16 import convert_float_to_float16
+    from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
 
-    model16 = convert_float_to_float16(onnx.load(str(path)), keep_io_types=True)
+    # The VQ nearest-code search (Pow/ReduceSum/ArgMin) stays float32: ties flip in fp16 and onnxruntime's CPU
+    # has no fp16 Pow kernel.
+    block = list(DEFAULT_OP_BLOCK_LIST) + ["Pow", "ReduceSum", "ArgMin"]
+    model16 = convert_float_to_float16(onnx.load(str(path)), keep_io_types=True, op_block_list=block)
     with atomic_path(path, suffix=".onnx") as tmp:
         onnx.save(model16, str(tmp))
 
@@ -177,9 +180,12 @@ def export_onnx(model: nn.Module, out_dir: str | Path, *, precision: str = "fp32
         codes = torch.zeros(1, *latent_shape_of(model), dtype=torch.int64)
         _export_onnx(_Decoder(model), codes, out_dir / DECODER_FILE, "z", ["image"], opset)
     else:
+        latent = ["N", model.latent_dim]
         _export_onnx(_GaussianEncoder(model), example, out_dir / ENCODER_FILE, "image", ["mu", "logvar"], opset)
+        _fix_output_shapes(out_dir / ENCODER_FILE, {"mu": latent, "logvar": latent})
         _export_onnx(_Decoder(model), torch.zeros(1, model.latent_dim), out_dir / DECODER_FILE, "z", ["image"],
                      opset)
+    _fix_output_shapes(out_dir / DECODER_FILE, {"image": ["N", 3, size, size]})
     if precision == "fp16":
         _to_fp16(out_dir / ENCODER_FILE)
         _to_fp16(out_dir / DECODER_FILE)

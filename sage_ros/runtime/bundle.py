@@ -1,0 +1,247 @@
+"""Load and verify a model bundle directory (DESIGN.md "Model bundle"). numpy-free, torch-free, rclpy-free.
+
+`load_bundle(path)` checks, in order: bundle.json parses and has the fixed keys; architecture, precision and input
+range are known and consistent; every file listed under `files` exists and has the recorded sha256 (and
+encoder/decoder are listed); the ONNX graphs' input/output names, dtypes and dims agree with `input` and
+`latent_shape`. Any failure raises BundleError naming the file and the mismatch.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+BUNDLE_FILE = "bundle.json"
+REQUIRED_KEYS = ("name", "architecture", "precision", "input", "latent_shape", "files", "metrics", "created_by")
+PRECISIONS = ("fp32", "fp16", "int8", "int4")
+GAUSSIAN_ARCHITECTURES = ("TinyVAE", "TinyVAE32")
+VQ_ARCHITECTURES = ("VisionPuzzleVAE",)
+# The input range each architecture was trained in (DESIGN.md): a bundle claiming another one is wrong.
+ARCHITECTURE_RANGE = {"TinyVAE": (0.0, 1.0), "TinyVAE32": (0.0, 1.0), "VisionPuzzleVAE": (-1.0, 1.0)}
+# ONNX TensorProto element types we accept, by name.
+_ONNX_DTYPES = {1: "float32", 10: "float16", 7: "int64", 6: "int32", 2: "uint8"}
+
+
+class BundleError(ValueError):
+    """A bundle is missing, corrupt, or inconsistent. The message names the file and the mismatch."""
+
+
+@dataclass(frozen=True)
+class Bundle:
+    path: Path
+    meta: dict = field(repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.meta["name"]
+
+    @property
+    def architecture(self) -> str:
+        return self.meta["architecture"]
+
+    @property
+    def precision(self) -> str:
+        return self.meta["precision"]
+
+    @property
+    def is_vq(self) -> bool:
+        """True for VisionPuzzleVAE: encoder gives `codes`, decoder takes codes."""
+        return self.architecture in VQ_ARCHITECTURES
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """(height, width) the encoder takes."""
+        return int(self.meta["input"]["height"]), int(self.meta["input"]["width"])
+
+    @property
+    def input_range(self) -> tuple[float, float]:
+        lo, hi = self.meta["input"]["range"]
+        return float(lo), float(hi)
+
+    @property
+    def latent_shape(self) -> tuple[int, ...]:
+        return tuple(int(d) for d in self.meta["latent_shape"])
+
+    @property
+    def encoder_outputs(self) -> tuple[str, ...]:
+        return ("codes",) if self.is_vq else ("mu", "logvar")
+
+    @property
+    def encoder_path(self) -> Path:
+        return self.path / self.meta.get("encoder", {}).get("file", "encoder.onnx")
+
+    @property
+    def decoder_path(self) -> Path:
+        return self.path / self.meta.get("decoder", {}).get("file", "decoder.onnx")
+
+    @property
+    def torch_weights_path(self) -> Path | None:
+        name = self.meta.get("torch_weights")
+        return None if name is None else self.path / name
+
+    def sha256(self, file_name: str) -> str:
+        return self.meta["files"][file_name]
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_bundle(path: str | Path, *, verify_checksums: bool = True) -> Bundle:
+    """Read and verify the bundle directory `path` (or its bundle.json); raises BundleError on any problem."""
+    path = Path(path)
+    if path.name == BUNDLE_FILE:
+        path = path.parent
+    meta_path = path / BUNDLE_FILE
+    if not path.is_dir():
+        raise BundleError(f"{path}: bundle directory does not exist")
+    if not meta_path.is_file():
+        raise BundleError(f"{meta_path}: missing (a bundle directory holds bundle.json, encoder.onnx, decoder.onnx)")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise BundleError(f"{meta_path}: not valid JSON ({err})") from None
+    if not isinstance(meta, dict):
+        raise BundleError(f"{meta_path}: top level must be an object")
+    bundle = Bundle(path=path, meta=meta)
+    _check_meta(bundle, meta_path)
+    _check_files(bundle, verify_checksums)
+    _check_graph(bundle, bundle.encoder_path, _expected_encoder_io(bundle))
+    _check_graph(bundle, bundle.decoder_path, _expected_decoder_io(bundle))
+    return bundle
+
+
+def _check_meta(bundle: Bundle, meta_path: Path) -> None:
+    meta = bundle.meta
+    missing = [k for k in REQUIRED_KEYS if k not in meta]
+    if missing:
+        raise BundleError(f"{meta_path}: missing keys {missing}")
+    if meta["architecture"] not in ARCHITECTURE_RANGE:
+        raise BundleError(f"{meta_path}: architecture {meta['architecture']!r} not one of {sorted(ARCHITECTURE_RANGE)}")
+    if meta["precision"] not in PRECISIONS:
+        raise BundleError(f"{meta_path}: precision {meta['precision']!r} not one of {list(PRECISIONS)}")
+    spec = meta["input"]
+    for key in ("height", "width", "range"):
+        if not isinstance(spec, dict) or key not in spec:
+            raise BundleError(f"{meta_path}: input.{key} missing")
+    for key, expected in (("color_order", "rgb"), ("layout", "NCHW"), ("dtype", "float32")):
+        if spec.get(key, expected) != expected:
+            raise BundleError(f"{meta_path}: input.{key} is {spec[key]!r}, the runtime supports only {expected!r}")
+    try:
+        lo, hi = (float(v) for v in spec["range"])
+    except (TypeError, ValueError):
+        raise BundleError(f"{meta_path}: input.range must be [lo, hi], got {spec['range']!r}") from None
+    if (lo, hi) != ARCHITECTURE_RANGE[meta["architecture"]]:
+        raise BundleError(f"{meta_path}: input.range {[lo, hi]} does not match {meta['architecture']}'s "
+                          f"{list(ARCHITECTURE_RANGE[meta['architecture']])}")
+    if not (isinstance(meta["latent_shape"], list) and meta["latent_shape"]
+            and all(isinstance(d, int) and d > 0 for d in meta["latent_shape"])):
+        raise BundleError(f"{meta_path}: latent_shape must be a list of positive ints, got {meta['latent_shape']!r}")
+    if bundle.is_vq and len(meta["latent_shape"]) != 2:
+        raise BundleError(f"{meta_path}: VisionPuzzleVAE latent_shape must be the code grid [30, 30]")
+    if not bundle.is_vq and len(meta["latent_shape"]) != 1:
+        raise BundleError(f"{meta_path}: {meta['architecture']} latent_shape must be [L]")
+    if not isinstance(meta["files"], dict):
+        raise BundleError(f"{meta_path}: files must map file name -> sha256")
+
+
+def _check_files(bundle: Bundle, verify_checksums: bool) -> None:
+    files = bundle.meta["files"]
+    for graph in (bundle.encoder_path, bundle.decoder_path):
+        if graph.name not in files:
+            raise BundleError(f"{bundle.path / BUNDLE_FILE}: files does not list {graph.name}")
+    weights = bundle.torch_weights_path
+    if weights is not None and weights.name not in files:
+        raise BundleError(f"{bundle.path / BUNDLE_FILE}: torch_weights {weights.name} is not listed in files")
+    for file_name, expected in files.items():
+        file_path = bundle.path / file_name
+        if Path(file_name).name != file_name:
+            raise BundleError(f"{bundle.path / BUNDLE_FILE}: file name {file_name!r} must not contain a directory")
+        if not file_path.is_file():
+            raise BundleError(f"{file_path}: listed in bundle.json but missing")
+        if verify_checksums:
+            actual = sha256_file(file_path)
+            if actual != expected:
+                raise BundleError(f"{file_path}: sha256 mismatch (bundle.json says {expected}, file has {actual})")
+
+
+def _expected_encoder_io(bundle: Bundle) -> dict:
+    height, width = bundle.input_size
+    image = {"image": (["N", 3, height, width], ("float32",))}
+    if bundle.is_vq:
+        return {"inputs": image, "outputs": {"codes": (["N", *bundle.latent_shape], ("int64", "int32"))}}
+    latent = (["N", *bundle.latent_shape], ("float32",))
+    return {"inputs": image, "outputs": {"mu": latent, "logvar": latent}}
+
+
+def _expected_decoder_io(bundle: Bundle) -> dict:
+    height, width = bundle.input_size
+    z_dtypes = ("int64", "int32") if bundle.is_vq else ("float32",)
+    return {"inputs": {"z": (["N", *bundle.latent_shape], z_dtypes)},
+            "outputs": {"image": (["N", 3, height, width], ("float32",))}}
+
+
+def graph_io(onnx_path: Path) -> dict[str, dict[str, tuple[list, str]]]:
+    """{"inputs"|"outputs": {name: (dims, dtype)}} of an ONNX file; dims are ints, or strings for symbolic ones.
+
+    Uses the `onnx` package when present (reads the protobuf only), else an onnxruntime session's metadata, so a
+    robot with only onnxruntime can still verify bundles.
+    """
+    try:
+        import onnx
+    except ImportError:
+        onnx = None
+    if onnx is not None:
+        graph = onnx.load(str(onnx_path), load_external_data=False).graph
+        initializers = {init.name for init in graph.initializer}
+
+        def describe(values) -> dict:
+            return {v.name: ([d.dim_param or (d.dim_value if d.HasField("dim_value") else "?")
+                              for d in v.type.tensor_type.shape.dim],
+                             _ONNX_DTYPES.get(v.type.tensor_type.elem_type, str(v.type.tensor_type.elem_type)))
+                    for v in values if v.name not in initializers}
+        return {"inputs": describe(graph.input), "outputs": describe(graph.output)}
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    ort_types = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(int64)": "int64",
+                 "tensor(int32)": "int32", "tensor(uint8)": "uint8"}
+
+    def describe_ort(values) -> dict:
+        return {v.name: ([d if d is not None else "?" for d in v.shape], ort_types.get(v.type, v.type))
+                for v in values}
+    return {"inputs": describe_ort(session.get_inputs()), "outputs": describe_ort(session.get_outputs())}
+
+
+def _check_graph(bundle: Bundle, onnx_path: Path, expected: dict) -> None:
+    try:
+        actual = graph_io(onnx_path)
+    except BundleError:
+        raise
+    except Exception as err:  # a corrupt protobuf raises DecodeError, onnxruntime raises its own types
+        raise BundleError(f"{onnx_path}: cannot be read as ONNX ({type(err).__name__}: {err})") from None
+    for side in ("inputs", "outputs"):
+        if set(actual[side]) != set(expected[side]):
+            raise BundleError(f"{onnx_path}: {side} are {sorted(actual[side])}, expected {sorted(expected[side])}")
+        for name, (want_dims, want_dtypes) in expected[side].items():
+            dims, dtype = actual[side][name]
+            if dtype not in want_dtypes:
+                raise BundleError(f"{onnx_path}: {side[:-1]} {name!r} has dtype {dtype}, expected {want_dtypes[0]}")
+            if len(dims) != len(want_dims) or any(
+                    isinstance(w, int) and isinstance(d, int) and d != w for d, w in zip(dims, want_dims)):
+                # symbolic dims (strings) cannot be checked statically; the backend checks real output shapes
+                raise BundleError(f"{onnx_path}: {side[:-1]} {name!r} has dims {dims}, expected {want_dims} "
+                                  f"(from bundle.json input/latent_shape)")
+
+
+def describe(bundle: Bundle) -> dict[str, Any]:
+    """A short summary for logs and /diagnostics."""
+    return {"name": bundle.name, "architecture": bundle.architecture, "precision": bundle.precision,
+            "input": f"{bundle.input_size[0]}x{bundle.input_size[1]} {list(bundle.input_range)}",
+            "latent_shape": list(bundle.latent_shape), "path": str(bundle.path)}

@@ -1,0 +1,233 @@
+"""`sage-ros bag play`: publish a rosbag2 bag (sqlite3 or mcap) on live topics, like `ros2 bag play`.
+
+The recorded serialized CDR bytes are published as they are (rclpy's Publisher.publish accepts bytes), so
+there is no deserialise/serialise cost per frame and header stamps stay exactly as recorded. Timing follows the
+bag's receive timestamps, scaled by --rate. `/clock` (rosgraph_msgs/Clock) is published when asked, so nodes
+can run with use_sim_time.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+import rclpy
+from rclpy.duration import Duration
+from rclpy._rclpy_pybind11 import RCLError
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rosgraph_msgs.msg import Clock
+
+from sage_ros.bag.common import BagError, open_reader, parse_remaps, select_connections
+from sage_ros.bag.live import QOS_CHOICES, StopFlag, init_rclpy, message_class, named_qos, parse_qos_overrides, qos_from_bag
+
+# A reliable publisher matches both reliable and best-effort subscribers; rclpy's TimeSource subscribes best effort.
+CLOCK_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
+
+
+@dataclass
+class PlayOptions:
+    rate: float = 1.0
+    loop: bool = False
+    topics: list[str] | None = None  # recorded names; None = all
+    remaps: dict[str, str] = field(default_factory=dict)
+    clock_hz: float | None = None  # None = no /clock
+    start_offset: float = 0.0  # seconds into the bag
+    qos: str = "sensor"  # default publisher QoS, see live.QOS_CHOICES
+    qos_overrides: dict[str, str] = field(default_factory=dict)  # recorded topic -> QoS name
+    wait_for_subscribers: int = 0  # per played topic
+    wait_timeout: float = 10.0
+    settle: float = 0.3  # after matching: lets the subscriber side finish matching too (best effort drops until then)
+    linger: float = 0.3  # after the last message, before the node goes away
+
+
+@dataclass
+class PlaySummary:
+    published: Counter = field(default_factory=Counter)  # output topic -> messages
+    errors: Counter = field(default_factory=Counter)  # output topic -> failed publish calls
+    clock_ticks: int = 0
+    wall_s: float = 0.0
+    bag_s: float = 0.0  # bag time covered (all passes)
+    passes: int = 0
+    interrupted: bool = False
+
+    def lines(self) -> list[str]:
+        out = [f"played {sum(self.published.values())} messages in {self.wall_s:.2f} s wall "
+               f"({self.bag_s:.2f} s of bag time, {self.passes} pass(es){', interrupted' if self.interrupted else ''})"]
+        for topic in sorted(self.published | self.errors):
+            out.append(f"  {topic}: {self.published[topic]} published, {self.errors[topic]} publish errors")
+        if self.clock_ticks:
+            out.append(f"  /clock: {self.clock_ticks} ticks")
+        return out
+
+
+class BagPlayer:
+    """One node publishing one bag; `play()` returns a PlaySummary. Use as a context manager."""
+
+    def __init__(self, bag, options: PlayOptions, stop: StopFlag | None = None, context=None):
+        if options.rate <= 0:
+            raise BagError(f"--rate must be > 0, got {options.rate}")
+        if options.clock_hz is not None and options.clock_hz <= 0:
+            raise BagError(f"--clock rate must be > 0 Hz, got {options.clock_hz}")
+        self.options = options
+        self.stop = stop
+        self.reader = open_reader(bag)
+        self.connections = select_connections(self.reader, options.topics)
+        self.context = context
+        self.node = rclpy.create_node("sage_bag_player", context=context)
+        self.publishers = self._make_publishers()  # output topic -> Publisher
+        self.clock_pub = self.node.create_publisher(Clock, "/clock", CLOCK_QOS) if options.clock_hz else None
+
+    def _make_publishers(self) -> dict:
+        publishers = {}
+        for conn in self.connections:
+            topic = self.options.remaps.get(conn.topic, conn.topic)
+            if topic not in publishers:
+                publishers[topic] = self.node.create_publisher(message_class(conn.msgtype), topic, self._qos_for(conn))
+        return publishers
+
+    def _qos_for(self, conn) -> QoSProfile:
+        name = self.options.qos_overrides.get(conn.topic, self.options.qos)
+        if name == "recorded":
+            recorded = getattr(conn.ext, "offered_qos_profiles", None)
+            return qos_from_bag(recorded[0]) if recorded else named_qos("reliable")
+        return named_qos(name)
+
+    def wait_for_subscribers(self) -> None:
+        """Block until every played topic has >= N subscribers; BagError on timeout (tests rely on this)."""
+        wanted = self.options.wait_for_subscribers
+        if wanted <= 0:
+            return
+        deadline = time.monotonic() + self.options.wait_timeout
+        while True:
+            missing = {t: p.get_subscription_count() for t, p in self.publishers.items() if p.get_subscription_count() < wanted}
+            if not missing:
+                break
+            if time.monotonic() > deadline:
+                raise BagError(f"timed out after {self.options.wait_timeout} s waiting for {wanted} subscriber(s): {missing}")
+            if self.stop is None:
+                time.sleep(0.02)
+            elif self.stop.wait(0.02):
+                return
+        time.sleep(self.options.settle)
+
+    def play(self) -> PlaySummary:
+        summary = PlaySummary()
+        self.wait_for_subscribers()
+        topic_of = {c.id: self.options.remaps.get(c.topic, c.topic) for c in self.connections}
+        start_ns = self.reader.start_time + int(self.options.start_offset * 1e9)
+        wall_start = time.monotonic()
+        while not self.stop:
+            summary.passes += 1
+            last_ns = self._play_once(start_ns, topic_of, summary)
+            summary.bag_s += max(0, last_ns - start_ns) / 1e9
+            if not self.options.loop:
+                break
+        summary.wall_s = time.monotonic() - wall_start
+        summary.interrupted = bool(self.stop)
+        self._flush()
+        return summary
+
+    def _flush(self) -> None:
+        """Let the last messages leave before the process exits (measured: without it the last frame is often lost).
+
+        Reliable publishers wait for acknowledgements; best-effort ones have none to wait for, so linger briefly.
+        """
+        for publisher in self.publishers.values():
+            publisher.wait_for_all_acked(Duration(seconds=1.0))
+        time.sleep(self.options.linger)
+
+    def _play_once(self, start_ns: int, topic_of: dict, summary: PlaySummary) -> int:
+        wall0 = time.monotonic()
+        self._next_clock = wall0
+        last_ns = start_ns
+        for conn, stamp_ns, data in self.reader.messages(connections=self.connections, start=start_ns):
+            due = wall0 + (stamp_ns - start_ns) / 1e9 / self.options.rate
+            if not self._sleep_until(due, wall0, start_ns, summary):
+                break
+            topic = topic_of[conn.id]
+            try:
+                self.publishers[topic].publish(data)
+                summary.published[topic] += 1
+            except RCLError:  # large frames back to back can fail in the middleware: count and go on
+                summary.errors[topic] += 1
+            last_ns = stamp_ns
+        return last_ns
+
+    def _sleep_until(self, due: float, wall0: float, start_ns: int, summary: PlaySummary) -> bool:
+        """Wait for `due` (monotonic s), publishing /clock ticks meanwhile. False when asked to stop."""
+        while True:
+            now = time.monotonic()
+            if self.clock_pub is not None and now >= self._next_clock:
+                self._publish_clock(start_ns + int((now - wall0) * self.options.rate * 1e9))
+                summary.clock_ticks += 1
+                self._next_clock = max(self._next_clock + 1.0 / self.options.clock_hz, now)
+            if self.stop:
+                return False
+            if now >= due:
+                return True
+            wake = min(due, self._next_clock) if self.clock_pub is not None else due
+            if self.stop is not None:
+                self.stop.wait(wake - now)
+            else:
+                time.sleep(max(0.0, wake - now))
+
+    def _publish_clock(self, bag_ns: int) -> None:
+        msg = Clock()
+        msg.clock.sec, msg.clock.nanosec = divmod(bag_ns, 1_000_000_000)
+        self.clock_pub.publish(msg)
+
+    def close(self) -> None:
+        self.node.destroy_node()
+        self.reader.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("bag", help="rosbag2 directory (sqlite3 or mcap) or a bare .mcap file")
+    parser.add_argument("--rate", type=float, default=1.0, help="playback speed factor (default 1.0)")
+    parser.add_argument("--loop", action="store_true", help="play again from the start when the bag ends")
+    parser.add_argument("--topics", nargs="+", metavar="TOPIC", help="play only these recorded topics")
+    parser.add_argument("--remap", action="append", default=[], metavar="FROM:=TO", help="rename a topic (repeatable)")
+    parser.add_argument("--clock", nargs="?", type=float, const=100.0, default=None, metavar="HZ",
+                        help="publish /clock from bag time at HZ (default 100 when given without a value)")
+    parser.add_argument("--start-offset", type=float, default=0.0, metavar="S", help="start S seconds into the bag")
+    parser.add_argument("--qos", default="sensor", choices=QOS_CHOICES,
+                        help="publisher QoS for every topic: sensor (best effort, default), reliable, "
+                             "or recorded (the first offered profile stored in the bag)")
+    parser.add_argument("--qos-override", action="append", default=[], metavar="TOPIC=QOS",
+                        help="per-topic publisher QoS (recorded topic name), repeatable")
+    parser.add_argument("--wait-for-subscribers", type=int, default=0, metavar="N",
+                        help="before playing, wait until every played topic has N subscribers")
+    parser.add_argument("--wait-timeout", type=float, default=10.0, metavar="S",
+                        help="give up (exit 1) when subscribers have not appeared after S seconds")
+
+
+def options_from_args(args) -> PlayOptions:
+    return PlayOptions(
+        rate=args.rate, loop=args.loop, topics=args.topics, remaps=parse_remaps(args.remap),
+        clock_hz=args.clock, start_offset=args.start_offset, qos=args.qos,
+        qos_overrides=parse_qos_overrides(args.qos_override), wait_for_subscribers=args.wait_for_subscribers,
+        wait_timeout=args.wait_timeout,
+    )
+
+
+def run(args) -> int:
+    stop = StopFlag()
+    context = init_rclpy()
+    try:
+        with BagPlayer(args.bag, options_from_args(args), stop=stop, context=context) as player:
+            summary = player.play()
+    except BagError as exc:
+        print(f"sage-ros bag play: error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        rclpy.try_shutdown(context=context)
+    print("\n".join(summary.lines()), flush=True)
+    return 0

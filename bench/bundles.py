@@ -1,0 +1,65 @@
+"""Which bundles to benchmark: every models/*/bundle.json, or seeded stand-ins exported into a scratch dir.
+
+Until trained bundles are shipped under models/, benchmarks still need real graphs of the real architectures;
+speed does not depend on trained weight values, so seeded (untrained) models exported through the product's own
+export path (sage_ros.compression.export) are faithful stand-ins for timing. They are never committed.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import harness
+
+MODELS_DIR = harness.REPO / "models"
+SCRATCH = harness.REPO / "runs" / "bench" / "bundles"
+STAND_INS = (("TinyVAE", 64), ("TinyVAE32", 64), ("VisionPuzzleVAE", 64))
+
+
+def discover(models_dir: Path = MODELS_DIR) -> list[Path]:
+    """Bundle directories under models_dir, sorted by name."""
+    if not models_dir.is_dir():
+        return []
+    return sorted(p.parent for p in models_dir.glob("*/bundle.json"))
+
+
+def describe(bundle_dir: Path) -> dict:
+    """Name, architecture, precision, latent dim and on-disk bytes of one bundle (read from bundle.json)."""
+    meta = json.loads((bundle_dir / "bundle.json").read_text())
+    sizes = {p.name: p.stat().st_size for p in bundle_dir.iterdir() if p.is_file()}
+    latent_dim = meta.get("latent_dim") or (meta["latent_shape"][0] if len(meta["latent_shape"]) == 1 else None)
+    return {"name": meta["name"], "path": str(bundle_dir), "architecture": meta["architecture"],
+            "precision": meta["precision"], "latent_dim": latent_dim, "input": meta["input"],
+            "encoder_bytes": sizes.get(meta.get("encoder", {}).get("file", "encoder.onnx")),
+            "decoder_bytes": sizes.get(meta.get("decoder", {}).get("file", "decoder.onnx")),
+            "bundle_bytes": sum(sizes.values()), "shipped": bundle_dir.parent.resolve() == MODELS_DIR.resolve()}
+
+
+def export_stand_ins(out_root: Path = SCRATCH, precisions=("fp32", "fp16"), models=STAND_INS) -> list[Path]:
+    """Export seeded models as bundles under out_root (skipped when already there); returns their dirs."""
+    import torch
+
+    from sage_ros.compression.export import export_bundle
+    from sage_ros.models import build_model
+
+    dirs = []
+    for architecture, latent_dim in models:
+        for precision in precisions:
+            out = out_root / f"{architecture.lower()}-{latent_dim}-{precision}-seeded"
+            if not (out / "bundle.json").exists():
+                torch.manual_seed(0)
+                model = build_model(architecture, latent_dim).eval()
+                export_bundle(model, out, name=out.name, precision=precision,
+                              created_by="bench/bundles.py (seeded stand-in, untrained)")
+            dirs.append(out)
+    return dirs
+
+
+def bundles_for_bench(quick: bool = False) -> list[Path]:
+    """Shipped bundles when there are any, else seeded stand-ins (quick: only TinyVAE fp32)."""
+    shipped = discover()
+    if shipped:
+        return shipped[:1] if quick else shipped
+    if quick:
+        return export_stand_ins(precisions=("fp32",), models=STAND_INS[:1])
+    return export_stand_ins()

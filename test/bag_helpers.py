@@ -57,3 +57,43 @@ def spin_until(executor, predicate, timeout: float) -> bool:
             return False
         executor.spin_once(timeout_sec=0.02)
     return True
+
+
+def camera_frames(count: int, height=48, width=64, seed=0) -> np.ndarray:
+    """Smooth, distinct uint8 RGB frames (gradients + a moving square): realistic enough for JPEG and resizing."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width]
+    frames = []
+    for i in range(count):
+        base = np.stack([(x * 4 + i * 9) % 256, (y * 5 + i * 3) % 256, ((x + y) * 2 + i * 17) % 256], -1)
+        top, left = (i * 3) % (height - 8), (i * 5) % (width - 8)
+        base[top:top + 8, left:left + 8] = rng.integers(0, 256, 3)
+        frames.append(base.astype(np.uint8))
+    return np.stack(frames)
+
+
+def write_camera_bag(path, frames: np.ndarray, fps=10.0, storage="mcap") -> list[int]:
+    """Bag with /camera/image_raw (rgb8) and /camera/image_raw/compressed (jpeg) of the same frames; returns
+    the header stamps (ns) of the frames."""
+    import cv2
+
+    store = typestore()
+    T = store.types
+    plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
+    stamps = []
+    with Writer(path, version=9, storage_plugin=plugin) as writer:
+        raw = writer.add_connection("/camera/image_raw", "sensor_msgs/msg/Image", typestore=store)
+        jpeg = writer.add_connection("/camera/image_raw/compressed", "sensor_msgs/msg/CompressedImage", typestore=store)
+        for i, frame in enumerate(frames):
+            stamp = STAMP_T0_NS + int(i * 1e9 / fps)
+            stamps.append(stamp)
+            header = T["std_msgs/msg/Header"](stamp=T["builtin_interfaces/msg/Time"](*divmod(stamp, 1_000_000_000)),
+                                              frame_id="camera_optical_frame")
+            height, width = frame.shape[:2]
+            image = T["sensor_msgs/msg/Image"](header=header, height=height, width=width, encoding="rgb8", is_bigendian=0,
+                                               step=width * 3, data=frame.reshape(-1))
+            ok, encoded = cv2.imencode(".jpg", frame[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
+            compressed = T["sensor_msgs/msg/CompressedImage"](header=header, format="jpeg", data=encoded.reshape(-1))
+            writer.write(raw, BAG_T0_NS + int(i * 1e9 / fps), store.serialize_cdr(image, "sensor_msgs/msg/Image"))
+            writer.write(jpeg, BAG_T0_NS + int(i * 1e9 / fps) + 1, store.serialize_cdr(compressed, "sensor_msgs/msg/CompressedImage"))
+    return stamps

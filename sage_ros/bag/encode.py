@@ -1,0 +1,182 @@
+"""`sage-ros bag encode`: encode every frame of an image topic in a bag into latent / puzzle topics, offline.
+
+No DDS and no rclpy: frames are read with rosbags, pre-processed and encoded in batches by a runtime backend
+(sage_ros.runtime), and written as the same sensor_msgs/Image the encoder node publishes (shared helper
+sage_ros.runtime.messages): 32FC1 2 x L latents or mono8 30 x 30 puzzles, with the source frame's header. Each
+output message keeps its source frame's bag timestamp, so the two bags line up. Output: a new mcap bag, readable
+by rosbags and by the mcap library's ROS 2 reader.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from sage_ros.bag.common import BagError, atomic_bag_writer, bag_qos, open_reader, select_connections, typestore
+from sage_ros.runtime.backends.base import BackendError
+from sage_ros.runtime.bundle import BundleError, load_bundle
+from sage_ros.runtime.image_codec import ImageConversionError, ImageFields, decode_compressed, image_msg_to_rgb8
+from sage_ros.runtime.messages import output_to_image, output_topic_kind
+from sage_ros.runtime.preprocess import CROP_MODES, Preprocessor
+
+IMAGE = "sensor_msgs/msg/Image"
+COMPRESSED = "sensor_msgs/msg/CompressedImage"
+
+
+@dataclass
+class EncodeSummary:
+    in_topic: str
+    out_topic: str
+    frames: int = 0  # messages written
+    bad_frames: int = 0  # messages that could not be decoded (skipped, counted)
+    wall_s: float = 0.0
+    backend: str = ""
+
+    def line(self) -> str:
+        rate = self.frames / self.wall_s if self.wall_s else 0.0
+        return (f"encoded {self.frames} frames of {self.in_topic} -> {self.out_topic} in {self.wall_s:.2f} s "
+                f"({rate:.1f} frames/s, backend {self.backend}); {self.bad_frames} undecodable frames skipped")
+
+
+def pick_image_topic(reader, topic: str | None):
+    """The connection to encode: `topic`, or the bag's only / first raw Image topic (else CompressedImage)."""
+    if topic:
+        connections = select_connections(reader, [topic])
+    else:
+        connections = [c for c in reader.connections if c.msgtype == IMAGE] or \
+                      [c for c in reader.connections if c.msgtype == COMPRESSED]
+        if not connections:
+            raise BagError(f"bag has no sensor_msgs Image or CompressedImage topic: {sorted(reader.topics)}")
+        connections = [c for c in connections if c.topic == connections[0].topic]
+    if connections[0].msgtype not in (IMAGE, COMPRESSED):
+        raise BagError(f"topic {connections[0].topic} is {connections[0].msgtype}, not an image topic")
+    return connections
+
+
+def default_output_topic(in_topic: str, kind: str) -> str:
+    """/camera/image_raw (or /camera/image_raw/compressed) -> /camera/latent: where a node in /camera publishes."""
+    parts = [p for p in in_topic.split("/") if p]
+    if parts and parts[-1] == "compressed":
+        parts = parts[:-1]
+    return "/" + "/".join(parts[:-1] + [kind])
+
+
+class FrameReader:
+    """Bag message bytes -> H x W x 3 uint8 RGB, for raw or compressed topics (reduced JPEG decode when it fits)."""
+
+    def __init__(self, msgtype: str, model_size: tuple[int, int]):
+        self.store = typestore()
+        self.msgtype = msgtype
+        self.model_size = model_size
+
+    def __call__(self, data: bytes):
+        msg = self.store.deserialize_cdr(data, self.msgtype)
+        if self.msgtype == COMPRESSED:
+            return msg.header, decode_compressed(msg, min_size=self.model_size)
+        return msg.header, image_msg_to_rgb8(msg)
+
+
+class BagEncoder:
+    """Reads IN, encodes with a backend, writes OUT. Construct, then `encode()`; `close()` frees the backend."""
+
+    def __init__(self, bag_in, model, *, topic=None, out_topic=None, backend="auto", device="cpu", batch=16,
+                 crop="resize"):
+        if batch < 1:
+            raise BagError(f"--batch must be >= 1, got {batch}")
+        from sage_ros.runtime.backends import make_backend  # here: keeps `--help` fast
+
+        self.reader = open_reader(bag_in)
+        self.connections = pick_image_topic(self.reader, topic)
+        self.bundle = load_bundle(model)
+        self.backend = make_backend(self.bundle, backend, device=device)
+        self.preprocess = Preprocessor.from_bundle(self.bundle, crop)
+        self.frames = FrameReader(self.connections[0].msgtype, self.bundle.input_size)
+        self.store = self.frames.store
+        self.batch = batch
+        kind = output_topic_kind(self.bundle.encoder_outputs)
+        self.summary = EncodeSummary(self.connections[0].topic, out_topic or default_output_topic(self.connections[0].topic, kind),
+                                     backend=self.backend.name)
+
+    def encode(self, out, progress: bool = True) -> EncodeSummary:
+        start = time.monotonic()
+        total = sum(c.msgcount for c in self.connections)
+        with atomic_bag_writer(out) as writer, tqdm(total=total, unit="frame", disable=not progress,
+                                                    desc=f"encode {self.summary.in_topic}") as bar:
+            # reliable, depth 10: the QoS the encoder node offers on latent / puzzle topics
+            connection = writer.add_connection(self.summary.out_topic, IMAGE, typestore=self.store,
+                                               offered_qos_profiles=[bag_qos(reliable=True, depth=10)])
+            pending = []  # (bag timestamp, header, frame)
+            for _, stamp_ns, data in self.reader.messages(connections=self.connections):
+                try:
+                    pending.append((stamp_ns, *self.frames(data)))
+                except ImageConversionError as exc:
+                    self.summary.bad_frames += 1
+                    tqdm.write(f"skipping undecodable frame at {stamp_ns}: {exc}", file=sys.stderr)
+                if len(pending) == self.batch:
+                    self._flush(pending, writer, connection, bar)
+            self._flush(pending, writer, connection, bar)
+        self.summary.wall_s = time.monotonic() - start
+        return self.summary
+
+    def _flush(self, pending: list, writer, connection, bar) -> None:
+        if not pending:
+            return
+        frames = [frame for _, _, frame in pending]
+        outputs = self.backend.encode(self.preprocess(frames, cameras=[0] * len(frames)))  # one camera: motion state
+        for index, (stamp_ns, header, _) in enumerate(pending):
+            fields = output_to_image(outputs, index, header=header, msg=ImageFields(data=np.empty(0, np.uint8)))
+            writer.write(connection, stamp_ns, self.store.serialize_cdr(self._to_rosbags(fields), IMAGE))
+        self.summary.frames += len(pending)
+        bar.update(len(pending))
+        pending.clear()
+
+    def _to_rosbags(self, fields: ImageFields):
+        return self.store.types[IMAGE](header=fields.header, height=fields.height, width=fields.width,
+                                       encoding=fields.encoding, is_bigendian=fields.is_bigendian, step=fields.step,
+                                       data=fields.data)
+
+    def close(self) -> None:
+        self.backend.close()
+        self.reader.close()
+
+
+def encode_bag(bag_in, out, model, **options) -> EncodeSummary:
+    """Library entry point: `sage-ros bag encode` without argparse."""
+    progress = options.pop("progress", False)
+    encoder = BagEncoder(bag_in, model, **options)
+    try:
+        return encoder.encode(out, progress=progress)
+    finally:
+        encoder.close()
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("bag_in", metavar="IN", help="input rosbag2 bag (sqlite3 or mcap)")
+    parser.add_argument("out", metavar="OUT", help="output bag directory (mcap; must not exist)")
+    parser.add_argument("--model", required=True, metavar="BUNDLE", help="model bundle directory (bundle.json)")
+    parser.add_argument("--topic", default=None,
+                        help="image topic: sensor_msgs/Image or .../compressed (default: the bag's first Image topic)")
+    parser.add_argument("--out-topic", default=None,
+                        help="output topic (default: <input namespace>/latent, or /puzzle for VisionPuzzleVAE)")
+    parser.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "tensorrt", "torch"))
+    parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
+    parser.add_argument("--batch", type=int, default=16, help="frames per backend call (default 16)")
+    parser.add_argument("--crop", default="resize", choices=CROP_MODES, help="how a frame becomes the model input")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args) -> int:
+    try:
+        summary = encode_bag(args.bag_in, args.out, args.model, topic=args.topic, out_topic=args.out_topic,
+                             backend=args.backend, device=args.device, batch=args.batch, crop=args.crop,
+                             progress=not args.no_progress)
+    except (BagError, BundleError, BackendError, ImageConversionError, ValueError) as exc:
+        print(f"sage-ros bag encode: error: {exc}", file=sys.stderr)
+        return 1
+    print(summary.line(), flush=True)
+    return 0

@@ -1,0 +1,394 @@
+"""Training of the four sage_ros models, nanoGPT style: one plain loop, no framework.
+
+    from sage_ros.compression.train import TrainConfig, train
+    model = train(TinyVAE(16), TrainConfig(steps=2000, device="cuda"), "runs/tinyvae16")
+
+What the loop does, and why:
+- AdamW (weight decay on matrices/kernels only, as nanoGPT) + linear warm-up then cosine decay to
+  `min_lr_ratio * lr`; gradient-norm clipping.
+- Losses per family. Gaussian VAEs: reconstruction + beta_t * KL, where KL is summed over latent dims and
+  averaged over the batch, and beta_t ramps linearly from 0 to `beta` over the first `kl_warmup` fraction of
+  the steps (KL warm-up keeps the posterior from collapsing before the decoder learns anything).
+  `recon="sum"` (default) sums squared error over pixels and averages over the batch: with beta=1 this is
+  the negative ELBO of a unit-variance Gaussian decoder. `recon="mean"` averages over pixels too; it divides
+  the reconstruction term by C*H*W, so the same beta weighs the KL C*H*W times more.
+  VisionPuzzleVAE: mean MSE in its [-1, 1] range + vq_loss (codebook + vq_beta * commitment); its codebook
+  starts from encoder outputs of the first batch (k-means-style init) so that the 10 codes are not dead.
+- Resumable: every `checkpoint_every` steps <run_dir>/checkpoint.pt (model, optimizer, scheduler, step, RNG
+  states as tensors) is written atomically; a new run in the same directory resumes from it. Batch order is a
+  pure function of (seed, epoch), so a resumed run sees exactly the batches the killed one would have.
+- DDP: under `torchrun --nproc_per_node N` (WORLD_SIZE set) it joins a process group (gloo on CPU, nccl on
+  CUDA), shards each epoch with DistributedSampler, and only rank 0 writes files. `batch_size` is per process.
+- Output: <run_dir>/model.safetensors + model.json, report.json + report.md (held-out test metrics),
+  progress.json while running.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+from sage_ros.atomic import atomic_write_json, atomic_write_text
+from sage_ros.models.common import kl_divergence
+from sage_ros.models.puzzle_vae import vq_loss
+
+from . import metrics
+from .checkpoints import CHECKPOINT_FILE, CheckpointError, architecture_of, load_checkpoint, save_checkpoint, save_model
+from .datasets import ImageDataset, load_images, to_model_input, to_unit_range
+from .progress import ProgressWriter
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    # data
+    data: str = "bundled"           # bundled | cifar10 | folder | rosbag | synthetic (see datasets.py)
+    data_path: str | None = None    # root / directory / bag for the non-default sources
+    topic: str | None = None        # rosbag image topic
+    limit: int | None = None        # use at most this many training images
+    # budget: steps > 0 wins over epochs
+    steps: int = 0
+    epochs: int = 20
+    batch_size: int = 64            # per process under DDP
+    # optimizer and schedule
+    lr: float = 2e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 100         # capped at a fifth of the run
+    min_lr_ratio: float = 0.05
+    grad_clip: float = 1.0
+    # loss
+    beta: float = 1.0               # KL weight (Gaussian VAEs)
+    kl_warmup: float = 0.2          # fraction of the steps over which beta ramps up from 0
+    recon: str = "sum"              # "sum" | "mean" (see module docstring)
+    vq_beta: float = 0.25           # commitment weight (VisionPuzzleVAE)
+    # run
+    seed: int = 0
+    device: str = "cpu"
+    checkpoint_every: int = 200
+    eval_batch_size: int = 256
+    progress_bar: bool = True
+
+    def __post_init__(self):
+        if self.recon not in ("sum", "mean"):
+            raise ValueError(f"recon must be 'sum' or 'mean', got {self.recon!r}")
+        if self.batch_size < 1 or self.steps < 0 or self.epochs < 1 or self.lr <= 0:
+            raise ValueError("batch_size >= 1, steps >= 0, epochs >= 1 and lr > 0 are required")
+
+
+# ----------------------------------------------------------------------------------------------- losses
+
+def gaussian_vae_loss(outputs, x: torch.Tensor, beta_t: float, recon: str = "sum"):
+    recon_x, mu, logvar = outputs
+    if recon == "sum":
+        rec = F.mse_loss(recon_x, x, reduction="sum") / x.shape[0]
+    else:
+        rec = F.mse_loss(recon_x, x)
+    kl = kl_divergence(mu, logvar)
+    return rec + beta_t * kl, {"rec": rec.detach(), "kl": kl.detach()}
+
+
+def puzzle_loss(outputs, x: torch.Tensor, vq_beta: float):
+    recon_x, z_e, z_q, _codes = outputs
+    rec = F.mse_loss(recon_x, x)
+    vq = vq_loss(z_e, z_q, vq_beta)
+    return rec + vq, {"rec": rec.detach(), "vq": vq.detach()}
+
+
+def kl_weight(cfg: TrainConfig, step: int, total: int) -> float:
+    ramp = cfg.kl_warmup * total
+    return cfg.beta if ramp <= 0 else cfg.beta * min(1.0, (step + 1) / ramp)
+
+
+def default_loss_fn(model: nn.Module, cfg: TrainConfig) -> Callable:
+    """loss_fn(module, x, step, total) -> (loss, logs) for the model's family."""
+    if architecture_of(model) == "VisionPuzzleVAE":
+        return lambda module, x, step, total: puzzle_loss(module(x), x, cfg.vq_beta)
+    return lambda module, x, step, total: gaussian_vae_loss(module(x), x, kl_weight(cfg, step, total), cfg.recon)
+
+
+@torch.no_grad()
+def init_codebook_from_data(model: nn.Module, x: torch.Tensor, seed: int) -> None:
+    """VQ codebook <- distinct encoder outputs of one batch (k-means++-style seeding without the iterations)."""
+    was_training = model.training
+    model.eval()
+    z = model.encode_continuous(x).permute(0, 2, 3, 1).reshape(-1, model.latent_dim)
+    gen = torch.Generator().manual_seed(seed)
+    pick = torch.randperm(len(z), generator=gen)[: model.num_codes].to(z.device)
+    model.codebook.weight.copy_(z[pick])
+    model.train(was_training)
+
+
+# ----------------------------------------------------------------------------------------- distributed
+
+def distributed_context(device: str) -> tuple[int, int, torch.device]:
+    """(rank, world_size, device); joins the process group when launched by torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1, torch.device(device)
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    if device.startswith("cuda"):
+        dev = torch.device("cuda", local_rank)
+        torch.cuda.set_device(dev)
+        backend = "nccl"
+    else:
+        dev, backend = torch.device("cpu"), "gloo"
+    if not dist.is_initialized():
+        dist.init_process_group(backend)
+    return rank, world, dev
+
+
+def cleanup_distributed() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def _barrier(world: int) -> None:
+    if world > 1:
+        dist.barrier()
+
+
+# --------------------------------------------------------------------------------------- the loop
+
+def lr_lambda(cfg: TrainConfig, total: int) -> Callable[[int], float]:
+    warmup = min(cfg.warmup_steps, total // 5)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total - warmup)
+        return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return factor
+
+
+def make_optimizer(module: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
+    params = [p for p in module.parameters() if p.requires_grad]
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]  # biases and norm scales: decaying them only hurts
+    return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+
+
+def fit(module: nn.Module, loss_fn: Callable, images_uint8, cfg: TrainConfig, run_dir: str | Path, *,
+        input_range=(0.0, 1.0), job: str = "train", on_fresh_start: Callable | None = None,
+        forward_inputs: Callable | None = None) -> dict:
+    """Train `module` in place with `loss_fn(module_or_ddp, x, step, total) -> (loss, logs)`.
+
+    Resumes from <run_dir>/checkpoint.pt when it exists. `on_fresh_start(module, first_batch)` runs once
+    before the first step of a new run (not on resume). Returns training statistics.
+    """
+    run_dir = Path(run_dir)
+    rank, world, device = distributed_context(cfg.device)
+    is_main = rank == 0
+    torch.manual_seed(cfg.seed + rank)
+    dataset = ImageDataset(images_uint8, input_range, device=device)
+    sampler = torch.utils.data.DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True,
+                                                  seed=cfg.seed, drop_last=True)
+    per_rank = len(sampler)
+    batch = min(cfg.batch_size, per_rank)
+    steps_per_epoch = max(1, per_rank // batch)
+    total = cfg.steps if cfg.steps > 0 else cfg.epochs * steps_per_epoch
+    signature = {"job": job, "total": total, "batch": batch, "world": world, "seed": cfg.seed,
+                 "images": len(dataset)}
+
+    module.to(device).train()
+    optimizer = make_optimizer(module, cfg)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, total))
+    step, elapsed_before = _resume(run_dir / CHECKPOINT_FILE, module, optimizer, scheduler, signature,
+                                   device, cfg.seed, rank)
+    if step == 0 and on_fresh_start is not None:
+        sampler.set_epoch(0)
+        on_fresh_start(module, dataset.batch(list(sampler)[:batch]))
+    model_call = module
+    if world > 1:
+        model_call = nn.parallel.DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda"
+                                                         else None)
+
+    progress = ProgressWriter(run_dir, job, enabled=is_main)
+    progress.set_batch_size(batch * world)
+    bar = _progress_bar(cfg, total, step, is_main, job)
+    start, window_start, window_images, last_loss = time.perf_counter(), time.perf_counter(), 0, None
+    loss_sum, loss_count = torch.zeros((), device=device), 0
+    try:
+        while step < total:
+            epoch, first = divmod(step, steps_per_epoch)
+            sampler.set_epoch(epoch)
+            order = list(sampler)
+            for b in range(first, steps_per_epoch):
+                x = dataset.batch(order[b * batch:(b + 1) * batch])
+                loss, _logs = loss_fn(model_call, x, step, total)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"loss is {loss.item()} at step {step}; lower lr or check the data")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.grad_clip > 0:
+                    nn.utils.clip_grad_norm_(module.parameters(), cfg.grad_clip)
+                optimizer.step()
+                scheduler.step()
+                step += 1
+                window_images += len(x) * world
+                loss_sum += loss.detach()
+                loss_count += 1
+                if loss_count >= 10 or step == total:  # .item() syncs the GPU: not every step
+                    now = time.perf_counter()
+                    last_loss, rate = (loss_sum / loss_count).item(), window_images / max(now - window_start, 1e-9)
+                    loss_sum.zero_()
+                    loss_count, window_images, window_start = 0, 0, now
+                    progress.update("training", step, total, last_loss, rate)
+                    if bar is not None:
+                        bar.set_postfix(loss=f"{last_loss:.4g}", img_s=f"{rate:.0f}", refresh=False)
+                if bar is not None:
+                    bar.update(1)
+                if step % cfg.checkpoint_every == 0 or step == total:
+                    if is_main:
+                        _save_checkpoint(run_dir / CHECKPOINT_FILE, module, optimizer, scheduler, step, signature,
+                                         elapsed_before + time.perf_counter() - start)
+                if step >= total:
+                    break
+    except BaseException as exc:
+        progress.fail(f"{type(exc).__name__}: {exc}")
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+    _barrier(world)
+    module.eval()
+    wall = elapsed_before + time.perf_counter() - start
+    return {"steps": total, "batch_size": batch, "world_size": world, "train_images": len(dataset),
+            "train_time_s": round(wall, 3), "images_per_s": round(total * batch * world / max(wall, 1e-9), 1),
+            "final_loss": last_loss, "is_main": is_main, "progress": progress}
+
+
+def _progress_bar(cfg, total, step, is_main, job):
+    if not (cfg.progress_bar and is_main):
+        return None
+    from tqdm import tqdm
+    return tqdm(total=total, initial=step, desc=job, unit="step", dynamic_ncols=True, mininterval=0.5)
+
+
+def _save_checkpoint(path, module, optimizer, scheduler, step, signature, elapsed_s):
+    state = {"model": module.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+             "step": step, "signature": signature, "elapsed_s": float(elapsed_s),
+             "rng_cpu": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["rng_cuda"] = torch.cuda.get_rng_state()
+    save_checkpoint(path, state)
+
+
+def _resume(path, module, optimizer, scheduler, signature, device, seed, rank) -> tuple[int, float]:
+    ckpt = load_checkpoint(path, device="cpu")
+    if ckpt is None:
+        return 0, 0.0
+    if ckpt.get("signature") != signature:
+        raise CheckpointError(f"{path} belongs to a different run ({ckpt.get('signature')} vs {signature}); "
+                              "use a fresh run directory or delete the checkpoint")
+    module.load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    scheduler.load_state_dict(ckpt["scheduler"])
+    step = int(ckpt["step"])
+    if rank == 0:  # rank 0 continues its exact random stream; other ranks reseed deterministically
+        torch.set_rng_state(ckpt["rng_cpu"])
+        if "rng_cuda" in ckpt and device.type == "cuda":
+            torch.cuda.set_rng_state(ckpt["rng_cuda"])
+    else:
+        torch.manual_seed(seed + rank + 7919 * step)
+    return step, float(ckpt.get("elapsed_s", 0.0))
+
+
+# ------------------------------------------------------------------------------------------ evaluation
+
+@torch.no_grad()
+def evaluate_reconstruction(model: nn.Module, images_uint8, batch_size: int = 256,
+                            device: str | torch.device = "cpu") -> dict:
+    """Held-out reconstruction on the deterministic path (eval mode, z = mu / nearest codes), in [0, 1].
+
+    Same definitions as evaluate.evaluate_pair (metrics.py): mse and psnr are means of per-image values,
+    ssim uses a Gaussian window 11, sigma 1.5 (Wang et al.). VQ models also get code usage (distinct codes
+    over the split, and the perplexity of the code histogram: 10 = all codes equally used).
+    """
+    model.eval().to(device)
+    images = torch.as_tensor(np.asarray(images_uint8))
+    mse, psnr, ssim, code_counts = [], [], [], None
+    for i in range(0, len(images), batch_size):
+        x = to_model_input(images[i:i + batch_size].to(device), model.input_range)
+        out = model(x)
+        y, x01 = to_unit_range(out[0], model.input_range), to_unit_range(x, model.input_range)
+        mse.append(metrics.mse_per_image(x01, y).cpu())
+        psnr.append(metrics.psnr_per_image(x01, y).cpu())
+        ssim.append(metrics.ssim_per_image(x01, y).cpu())
+        if architecture_of(model) == "VisionPuzzleVAE":
+            counts = torch.bincount(out[3].flatten().cpu(), minlength=model.num_codes)
+            code_counts = counts if code_counts is None else code_counts + counts
+    result = {"images": len(images), **{k: float(torch.cat(v).mean()) for k, v in
+                                        (("mse", mse), ("psnr", psnr), ("ssim", ssim))}}
+    if code_counts is not None:
+        p = code_counts.double() / code_counts.sum()
+        result["codes_used"] = int((code_counts > 0).sum())
+        result["code_perplexity"] = float(torch.exp(-(p[p > 0] * p[p > 0].log()).sum()))
+    return result
+
+
+# --------------------------------------------------------------------------------------------- public
+
+def train(model: nn.Module, cfg: TrainConfig, run_dir: str | Path, *, train_images=None, test_images=None,
+          job: str = "train") -> nn.Module:
+    """Train `model` into `run_dir` (resuming if a checkpoint is there); returns the model in eval mode.
+
+    Images default to `cfg.data`'s train / test splits at the model's resolution.
+    """
+    run_dir = Path(run_dir)
+    size = model.image_size
+    if train_images is None:
+        train_images = load_images(cfg.data, size, "train", path=cfg.data_path, topic=cfg.topic, limit=cfg.limit)
+    on_start = None
+    if architecture_of(model) == "VisionPuzzleVAE":
+        on_start = lambda module, x: init_codebook_from_data(module, x, cfg.seed)  # noqa: E731
+    stats = fit(model, default_loss_fn(model, cfg), train_images, cfg, run_dir, input_range=model.input_range,
+                job=job, on_fresh_start=on_start)
+    progress = stats.pop("progress")
+    if stats.pop("is_main"):
+        progress.update("evaluating", stats["steps"], stats["steps"], stats["final_loss"], force=True)
+        if test_images is None:
+            test_images = load_images(cfg.data, size, "test", path=cfg.data_path, topic=cfg.topic)
+        metrics = evaluate_reconstruction(model, test_images, cfg.eval_batch_size, _eval_device(cfg))
+        write_run_outputs(model, run_dir, cfg, stats, metrics, job)
+        progress.finish()
+    _barrier(stats["world_size"])
+    return model.cpu().eval()
+
+
+def _eval_device(cfg: TrainConfig) -> torch.device:
+    rank, world, device = distributed_context(cfg.device)
+    return device
+
+
+def write_run_outputs(model, run_dir, cfg, stats, metrics, job="train", extra: dict | None = None) -> None:
+    """model.safetensors + model.json + report.json + report.md."""
+    report = {"job": job, "architecture": architecture_of(model), "latent_dim": int(model.latent_dim),
+              "params": sum(p.numel() for p in model.parameters()), "config": dataclasses.asdict(cfg),
+              **stats, "test_split": "test", "metrics": metrics, **(extra or {})}
+    save_model(model, run_dir, {"train": report})
+    atomic_write_json(Path(run_dir) / "report.json", report)
+    atomic_write_text(Path(run_dir) / "report.md", report_markdown(report))
+
+
+def report_markdown(report: dict) -> str:
+    m = report["metrics"]
+    fmt = lambda v: "n/a" if v is None else (f"{v:.5g}" if isinstance(v, float) else str(v))  # noqa: E731
+    lines = [f"# {report['job']}: {report['architecture']} (latent {report['latent_dim']})", "",
+             f"- parameters: {report['params']:,}",
+             f"- steps: {report['steps']} x batch {report['batch_size']} x {report['world_size']} process(es), "
+             f"{report['train_images']} training images, device {report['config']['device']}",
+             f"- training time: {report['train_time_s']:.1f} s ({report['images_per_s']:.0f} images/s)",
+             f"- final training loss: {fmt(report['final_loss'])}", "",
+             f"Held-out `{report['test_split']}` split ({m['images']} images, deterministic path, [0, 1] range):", "",
+             "| metric | value |", "|---|---|"]
+    lines += [f"| {k} | {fmt(v)} |" for k, v in m.items() if k != "images"]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,414 @@
+"""The encoder node: camera frames in, VAE latents (or puzzle code grids) out, as a ROS 2 lifecycle node.
+
+One class serves every bundle; the executables `tinyvae_encoder` and `puzzle_encoder` only preset the node
+name and the default bundle. Lifecycle (as yolo_ros): configure loads + verifies the bundle and creates the
+backend and publishers; activate warms the backend up and subscribes; deactivate unsubscribes, stops the
+worker and drops pending frames; cleanup closes the backend. With `autostart` (default) the node walks
+itself to active, since a bare `ros2 run` has no lifecycle manager; a robot's manager can still drive it.
+
+Threads: the executor thread only stores each message in its camera's slot (latest frame wins); one worker
+thread decodes, encodes (one batched backend call for every camera with a pending frame) and publishes.
+Nothing queues, so latency never grows; every overwritten frame is counted as dropped.
+
+Imports: no torch here or below (runtime/ is torch-free; the torch backend imports it only when chosen).
+"""
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.executors import ExternalShutdownException
+from rclpy.exceptions import ParameterException
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from sensor_msgs.msg import CompressedImage, Image
+
+from sage_ros.ros import params as P
+from sage_ros.ros.diagnostics import EncoderStats, diagnostic_array
+from sage_ros.ros.encoding import (ImageConversionError, LatestFrameSlots, Pending, decode_min_size,
+                                   encode_frames, frame_from_message, output_messages, reconstruction_messages)
+from sage_ros.ros.qos import input_qos, output_qos, publisher_events, subscription_events
+from sage_ros.runtime.backends import BackendError, make_backend
+from sage_ros.runtime.bundle import BundleError, load_bundle
+from sage_ros.runtime.preprocess import Preprocessor
+
+SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
+LIVE_PARAMS = ("crop_mode", "max_rate", "publish_reconstruction")  # applied while running, no reconfigure
+THROTTLE_S = 5.0  # at most one log line per cause and call site this often
+
+
+@dataclass(frozen=True)
+class Preset:
+    node_name: str
+    default_bundle: str  # a directory name under the shipped models/
+
+
+PRESETS = {
+    "tinyvae": Preset("tinyvae_encoder", "tinyvae_l16_int8"),
+    "puzzle": Preset("puzzle_encoder", "puzzle_l64_fp32"),
+}
+
+
+def shipped_model_dirs() -> list[Path]:
+    """Where bundles given by bare name are looked up: the installed share/sage_ros/models, then the source
+    checkout's models/ (a `pip install -e .` or `python -m` run from the repository)."""
+    dirs = []
+    try:
+        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+        try:
+            dirs.append(Path(get_package_share_directory("sage_ros")) / "models")
+        except PackageNotFoundError:
+            pass
+    except ImportError:
+        pass
+    dirs.append(Path(__file__).resolve().parents[2] / "models")
+    return dirs
+
+
+def resolve_bundle(value: str, preset: str) -> Path:
+    """The `bundle` parameter -> a directory: a path as given, else a shipped bundle of that name."""
+    name = value or PRESETS[preset].default_bundle
+    path = Path(name).expanduser()
+    if path.is_absolute() or path.exists():
+        return path
+    searched = shipped_model_dirs()
+    for directory in searched:
+        if (directory / name).is_dir():
+            return directory / name
+    raise BundleError(f"bundle {name!r} not found: not a directory here, nor under "
+                      f"{', '.join(str(d) for d in searched)}")
+
+
+@dataclass
+class Camera:
+    image_topic: str          # as given in image_topics
+    input_topic: str          # subscribed: image_topic or image_topic/compressed
+    output_topic: str
+    reconstruction_topic: str
+    publisher: Any = None
+    reconstruction_publisher: Any = None
+    subscription: Any = None
+    publishers_matched: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+class EncoderNode(LifecycleNode):
+    def __init__(self, preset: str = "tinyvae", node_name: str | None = None, **node_kwargs):
+        self.preset = preset
+        self._live = {name: P.SPECS[name].default for name in LIVE_PARAMS}
+        super().__init__(node_name or PRESETS[preset].node_name, **node_kwargs)
+        # Registered before declaring, so command-line / parameter-file values are validated at start too.
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        P.declare_parameters(self)
+        self.stats = EncoderStats()
+        self.bundle = None
+        self.backend = None
+        self.cameras: list[Camera] = []
+        self._preprocessor: Preprocessor | None = None
+        self._slots: LatestFrameSlots | None = None
+        self._worker: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._active = False
+        self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._diagnostics_timer = self.create_timer(self._param("diagnostics_period"), self.publish_diagnostics)
+
+    def _param(self, name: str) -> Any:
+        return self.get_parameter(name).value
+
+    def _on_set_parameters(self, params):
+        result = P.on_set_parameters(params)
+        if result.successful:
+            for param in params:
+                if param.name in LIVE_PARAMS:
+                    self._live[param.name] = param.value
+        return result
+
+    # --- lifecycle ------------------------------------------------------------------------------------------
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        # rclpy turns an exception in a transition callback into a silent ERROR: report it here instead.
+        try:
+            self._configure()
+        except (BundleError, BackendError, ValueError, OSError, ImportError) as err:
+            self.get_logger().error(f"cannot configure: {err}")
+            self._release_backend()
+            return FAILURE
+        return super().on_configure(state)
+
+    def _configure(self) -> None:
+        self.bundle = load_bundle(resolve_bundle(self._param("bundle"), self.preset))
+        self.backend = make_backend(self.bundle, self._param("backend"), self._param("device"),
+                                    **self._backend_options())
+        kind = "puzzle" if self.bundle.is_vq else "latent"
+        transport = self._param("input_transport")
+        self.cameras = []
+        for topic in self._param("image_topics"):
+            namespace = P.output_namespace(topic)
+            self.cameras.append(Camera(
+                image_topic=topic, input_topic=topic + "/compressed" if transport == "compressed" else topic,
+                output_topic=namespace + kind, reconstruction_topic=namespace + (
+                    "puzzle_reconstruction" if self.bundle.is_vq else "reconstruction")))
+        for camera in self.cameras:
+            camera.publisher = self.create_lifecycle_publisher(
+                Image, camera.output_topic, output_qos(),
+                event_callbacks=publisher_events(self.get_logger(), camera.output_topic))
+        info = self.backend.describe()
+        self.get_logger().info(
+            f"configured: {self.bundle.name} ({self.bundle.architecture}, {self.bundle.precision}) from "
+            f"{self.bundle.path} on {info.get('backend')} {info.get('device')} "
+            f"{info.get('providers', '')}; {[c.input_topic for c in self.cameras]} -> "
+            f"{[c.output_topic for c in self.cameras]}")
+
+    def _backend_options(self) -> dict:
+        threads = self._param("intra_op_threads")
+        backend = self._param("backend")
+        if backend in ("auto", "onnxruntime"):
+            return {"intra_op_threads": threads}
+        return {"threads": threads} if backend == "torch" else {}
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            started = time.perf_counter()
+            self.backend.warmup(batch_size=len(self.cameras))
+            self.get_logger().info(f"backend warm in {time.perf_counter() - started:.2f} s")
+        except BackendError as err:
+            self.get_logger().error(f"cannot activate: backend warm-up failed: {err}")
+            return FAILURE
+        result = super().on_activate(state)  # enables the lifecycle publishers
+        self._slots = LatestFrameSlots(len(self.cameras))
+        message_type = CompressedImage if self._param("input_transport") == "compressed" else Image
+        qos = input_qos(self._param("qos_reliability"), self._param("qos_depth"))
+        for index, camera in enumerate(self.cameras):
+            camera.subscription = self.create_subscription(
+                message_type, camera.input_topic, partial(self._on_frame, index), qos,
+                event_callbacks=subscription_events(self.get_logger(), camera.input_topic,
+                                                    on_matched=partial(self._on_matched, camera)))
+        self._stop.clear()
+        self._worker = threading.Thread(target=self._work, name="encoder_worker", daemon=True)
+        self._worker.start()
+        self._active = True
+        return result
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_running()
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release_backend()
+        return super().on_cleanup(state)
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_running()
+        self._release_backend()
+        return SUCCESS
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_running()
+        self._release_backend()
+        return SUCCESS  # back to unconfigured; a manager may configure again
+
+    def _stop_running(self) -> None:
+        self._active = False
+        self._stop.set()
+        if self._slots is not None:
+            self._slots.wake()
+        if self._worker is not None:
+            self._worker.join(timeout=5.0)
+            self._worker = None
+        for camera in self.cameras:
+            if camera.subscription is not None:
+                self.destroy_subscription(camera.subscription)
+                camera.subscription = None
+        if self._slots is not None:
+            self._slots.clear()
+            self._slots = None
+
+    def _release_backend(self) -> None:
+        for camera in self.cameras:
+            for publisher in (camera.publisher, camera.reconstruction_publisher):
+                if publisher is not None:
+                    self.destroy_lifecycle_publisher(publisher)
+        self.cameras = []
+        if self.backend is not None:
+            self.backend.close()
+        self.backend, self.bundle, self._preprocessor = None, None, None
+
+    def autostart(self) -> bool:
+        """configure + activate; False (after logging why) if either fails."""
+        if self.trigger_configure() != SUCCESS:
+            self.get_logger().fatal("configure failed (see above); exiting")
+            return False
+        if self.trigger_activate() != SUCCESS:
+            self.get_logger().fatal("activate failed (see above); exiting")
+            return False
+        return True
+
+    # --- data path ------------------------------------------------------------------------------------------
+
+    def _on_frame(self, camera: int, msg) -> None:
+        self.stats.add("received")
+        slots = self._slots
+        if slots is not None and slots.put(camera, Pending(msg, time.monotonic())):
+            self.stats.add("dropped")
+
+    def _on_matched(self, camera: Camera, count: int) -> None:
+        camera.publishers_matched = count
+
+    def _work(self) -> None:
+        next_allowed = 0.0
+        while not self._stop.is_set():
+            max_rate = self._live["max_rate"]
+            wait = next_allowed - time.monotonic()
+            if max_rate > 0 and wait > 0:
+                self._stop.wait(wait)  # frames arriving meanwhile overwrite their slot (counted drops)
+                continue
+            slots = self._slots
+            batch = slots.take(timeout=0.1) if slots is not None else []
+            if not batch or self._stop.is_set():
+                continue
+            next_allowed = time.monotonic() + (1.0 / max_rate if max_rate > 0 else 0.0)
+            try:
+                self.process(batch)
+            except Exception as err:  # noqa: BLE001 - the worker must outlive any single bad batch
+                self.stats.error(f"{type(err).__name__}: {err}")
+                self.get_logger().error(f"encoding failed: {type(err).__name__}: {err}",
+                                        throttle_duration_sec=THROTTLE_S)
+
+    def _frames(self, batch: list[tuple[int, Pending]]) -> tuple[list, list]:
+        """Decode every pending message; bad ones are counted and logged (throttled), never encoded."""
+        compressed = self._param("input_transport") == "compressed"
+        min_size = decode_min_size(self.bundle, self._live["crop_mode"])
+        frames, kept = [], []
+        for camera, pending in batch:
+            try:
+                frames.append(frame_from_message(pending.msg, compressed=compressed, min_size=min_size))
+                kept.append((camera, pending))
+            except ImageConversionError as err:
+                self.stats.error(f"bad frame on {self.cameras[camera].input_topic}: {err}", "bad_frames")
+                self.get_logger().warning(f"bad frame on '{self.cameras[camera].input_topic}': {err}",
+                                          throttle_duration_sec=THROTTLE_S)
+        return frames, kept
+
+    def process(self, batch: list[tuple[int, Pending]]) -> None:
+        """Encode one batch of pending frames (one per camera) and publish the results."""
+        frames, kept = self._frames(batch)
+        if not frames:
+            return
+        preprocessor = self._current_preprocessor()
+        started = time.perf_counter()
+        try:
+            outputs = encode_frames(self.backend, preprocessor, frames, [camera for camera, _ in kept])
+        except (BackendError, ImageConversionError) as err:
+            self.stats.error(f"inference: {err}")
+            self.get_logger().error(f"inference failed: {err}", throttle_duration_sec=THROTTLE_S)
+            return
+        inference_s = time.perf_counter() - started
+        headers = [pending.msg.header for _, pending in kept]
+        messages = output_messages(outputs, headers)
+        for (camera, pending), message in zip(kept, messages):
+            if self._publish(self.cameras[camera].publisher, message):
+                self.stats.add("published")
+                self.stats.observe(time.monotonic() - pending.received, inference_s)
+        if self._live["publish_reconstruction"]:
+            self._publish_reconstructions(kept, outputs, headers)
+
+    def _publish_reconstructions(self, kept, outputs, headers) -> None:
+        try:
+            images = reconstruction_messages(self.backend, outputs, headers)
+        except BackendError as err:
+            self.stats.error(f"decoder: {err}")
+            self.get_logger().error(f"reconstruction failed: {err}", throttle_duration_sec=THROTTLE_S)
+            return
+        for (camera_index, _), image in zip(kept, images):
+            camera = self.cameras[camera_index]
+            if camera.reconstruction_publisher is None:  # created on first use: it is off by default
+                camera.reconstruction_publisher = self.create_lifecycle_publisher(
+                    Image, camera.reconstruction_topic, output_qos(depth=2))
+                camera.reconstruction_publisher.on_activate(None)
+            self._publish(camera.reconstruction_publisher, image)
+
+    def _current_preprocessor(self) -> Preprocessor:
+        crop_mode = self._live["crop_mode"]
+        if self._preprocessor is None or self._preprocessor.crop_mode != crop_mode:
+            self._preprocessor = Preprocessor.from_bundle(self.bundle, crop_mode)
+        return self._preprocessor
+
+    def _publish(self, publisher, message) -> bool:
+        # Publishing can fail (RCLError) under load or while shutting down: count it and go on.
+        try:
+            publisher.publish(message)
+            return True
+        except RuntimeError as err:  # rclpy's RCLError is a RuntimeError
+            self.stats.error(f"publish: {err}", "publish_errors")
+            self.get_logger().warning(f"publish failed: {err}", throttle_duration_sec=THROTTLE_S)
+            return False
+
+    # --- diagnostics ----------------------------------------------------------------------------------------
+
+    def diagnostics_info(self) -> dict[str, str]:
+        info = {"state": "active" if self._active else ("inactive" if self.backend else "unconfigured"),
+                "crop_mode": self._live["crop_mode"], "max_rate": str(self._live["max_rate"]),
+                "input_transport": self._param("input_transport"),
+                "image_topics": " ".join(c.input_topic for c in self.cameras)
+                or " ".join(self._param("image_topics")),
+                "publishers_matched": " ".join(str(c.publishers_matched) for c in self.cameras)}
+        if self.backend is not None:
+            described = self.backend.describe()
+            info.update({"backend": str(described.get("backend")), "device": str(described.get("device")),
+                         "model": self.bundle.name, "architecture": self.bundle.architecture,
+                         "precision": self.bundle.precision, "bundle": str(self.bundle.path)})
+            if "providers" in described:
+                info["providers"] = " ".join(described["providers"])
+        return info
+
+    def publish_diagnostics(self) -> None:
+        info = self.diagnostics_info()
+        array = diagnostic_array(self.stats.snapshot(), name=f"{self.get_fully_qualified_name()}: encoder",
+                                 hardware_id=info.get("device", self._param("device")), info=info,
+                                 active=self._active, stamp=self.get_clock().now().to_msg())
+        try:
+            self._diagnostics_pub.publish(array)
+        except RuntimeError as err:
+            self.get_logger().warning(f"diagnostics publish failed: {err}", throttle_duration_sec=THROTTLE_S)
+
+
+def main(args: list[str] | None = None, preset: str = "tinyvae") -> int:
+    """Run one encoder node until Ctrl-C / SIGTERM. Exit codes: 0 ok, 1 configure/activate failed (autostart),
+    2 invalid parameters."""
+    rclpy.init(args=args)
+    node = None
+    try:
+        try:
+            node = EncoderNode(preset)
+        except ParameterException as err:
+            print(f"[{PRESETS[preset].node_name}] invalid parameter: {err}", file=sys.stderr)
+            return 2
+        if node.get_parameter("autostart").value and not node.autostart():
+            return 1
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.on_shutdown(None)
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+def main_tinyvae(args: list[str] | None = None) -> int:
+    return main(args, "tinyvae")
+
+
+def main_puzzle(args: list[str] | None = None) -> int:
+    return main(args, "puzzle")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,165 @@
+"""Every encoder-node parameter, declared in one place.
+
+`PARAMS` is plain data so that the launch/config test can validate `config/perception.yaml` without a ROS
+graph; `declare_parameters` turns it into ROS declarations with descriptors (description, ranges,
+read_only), and `validate` is the one check used at start (declaration) and on every change.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+BACKENDS = ("auto", "onnxruntime", "tensorrt", "torch")
+CROP_MODES = ("resize", "center", "letterbox", "motion")
+TRANSPORTS = ("raw", "compressed")
+RELIABILITIES = ("best_effort", "reliable")
+_DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
+# ROS 2 topic-name tokens (design article "Topic and Service name mapping"): no empty tokens, no
+# leading digit, [A-Za-z0-9_] only; a leading "/" makes the name absolute, "~" means the node's name.
+_TOPIC = re.compile(r"^(/|~/)?[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*$")
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    name: str
+    default: Any  # its Python type is the ROS type (bool, int, float, str, list[str])
+    description: str
+    choices: tuple[str, ...] = ()
+    int_range: tuple[int, int] | None = None
+    float_range: tuple[float, float] | None = None
+    read_only: bool = False  # True where a change needs a reconfigure (the node reads it at configure)
+
+    @property
+    def ros_type(self) -> type:
+        return list if isinstance(self.default, list) else type(self.default)
+
+
+PARAMS: tuple[ParamSpec, ...] = (
+    ParamSpec("bundle", "", "Model bundle directory (bundle.json + encoder.onnx + decoder.onnx). A bare name is "
+              "also looked up in the shipped models (share/sage_ros/models/). Empty: this executable's default "
+              "bundle.", read_only=True),
+    ParamSpec("backend", "auto", "Inference backend: auto = tensorrt if it imports with a GPU, else onnxruntime "
+              "(CUDA/TensorRT execution providers when present, else CPU); torch is the reference.",
+              choices=BACKENDS, read_only=True),
+    ParamSpec("device", "cpu", "Device for the backend: cpu, cuda or cuda:N.", read_only=True),
+    ParamSpec("image_topics", ["image"], "Input image topics (one node serves several cameras and batches frames "
+              "that are pending together). Outputs go beside each input: <parent of topic>/latent (or puzzle, "
+              "reconstruction). With input_transport=compressed the node subscribes <topic>/compressed.",
+              read_only=True),
+    ParamSpec("input_transport", "raw", "raw: sensor_msgs/Image on <topic>; compressed: "
+              "sensor_msgs/CompressedImage on <topic>/compressed, decoded at reduced resolution.",
+              choices=TRANSPORTS, read_only=True),
+    ParamSpec("qos_reliability", "best_effort", "Input QoS reliability. best_effort (sensor data) matches every "
+              "camera driver; reliable only matches reliable publishers.", choices=RELIABILITIES, read_only=True),
+    ParamSpec("qos_depth", 1, "Input QoS history depth (keep last). 1 = latest frame only.",
+              int_range=(1, 100), read_only=True),
+    ParamSpec("crop_mode", "resize", "How a frame becomes the model input: resize (whole frame, area "
+              "interpolation, as in training), center (centre square crop), letterbox (pad to square), motion "
+              "(window around the peak of frame-difference energy).", choices=CROP_MODES),
+    ParamSpec("max_rate", 0.0, "Most inferences per second (0 = as fast as frames come); frames in between are "
+              "dropped (counted) rather than queued.", float_range=(0.0, 1000.0)),
+    ParamSpec("publish_reconstruction", False, "Also decode each latent and publish it as rgb8 on "
+              "'reconstruction' (TinyVAE family) or 'puzzle_reconstruction' (puzzle); costs a decoder run."),
+    ParamSpec("intra_op_threads", 1, "Threads for one inference (onnxruntime / torch); 0 = library default. "
+              "1 is fastest for these small models and leaves cores for the camera driver.",
+              int_range=(0, 64), read_only=True),
+    ParamSpec("diagnostics_period", 1.0, "Seconds between /diagnostics messages.", float_range=(0.1, 60.0),
+              read_only=True),
+    ParamSpec("autostart", True, "Configure and activate at start (no lifecycle manager needed); false leaves "
+              "the node unconfigured for a manager to drive through the lifecycle services.", read_only=True),
+)
+SPECS = {spec.name: spec for spec in PARAMS}
+
+
+def _type_error(spec: ParamSpec, value: Any) -> str | None:
+    # ROS parameters are statically typed: an int given for a double is rejected by rclpy too.
+    expected = spec.ros_type
+    if expected is bool or expected is int:
+        ok = type(value) is expected
+    elif expected is float:
+        ok = type(value) is float
+    elif expected is list:
+        ok = isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value)
+    else:
+        ok = isinstance(value, str)
+    return None if ok else f"{spec.name} must be of type {expected.__name__}, got {type(value).__name__} {value!r}"
+
+
+def validate(name: str, value: Any) -> str | None:
+    """None if `value` is acceptable for parameter `name`, else the reason it is not."""
+    spec = SPECS.get(name)
+    if spec is None:
+        return f"unknown parameter {name!r}; known: {', '.join(SPECS)}"
+    reason = _type_error(spec, value)
+    if reason:
+        return reason
+    if spec.choices and value not in spec.choices:
+        return f"{name} must be one of {', '.join(spec.choices)}, got {value!r}"
+    if spec.int_range and not spec.int_range[0] <= value <= spec.int_range[1]:
+        return f"{name} must be in [{spec.int_range[0]}, {spec.int_range[1]}], got {value}"
+    if spec.float_range and not (spec.float_range[0] <= value <= spec.float_range[1]):  # also catches NaN
+        return f"{name} must be in [{spec.float_range[0]}, {spec.float_range[1]}], got {value}"
+    if name == "device" and not _DEVICE.match(value):
+        return f"device must be cpu, cuda or cuda:N, got {value!r}"
+    if name == "image_topics":
+        return _topics_error(list(value))
+    return None
+
+
+def _topics_error(topics: list[str]) -> str | None:
+    if not topics:
+        return "image_topics must name at least one topic"
+    bad = [topic for topic in topics if not _TOPIC.match(topic)]
+    if bad:
+        return f"image_topics has invalid topic names {bad}"
+    parents = [output_namespace(topic) for topic in topics]
+    if len(set(parents)) != len(parents):
+        return (f"image_topics {topics} would publish onto the same outputs; give each camera its own "
+                "namespace (e.g. front/image_raw, rear/image_raw)")
+    return None
+
+
+def output_namespace(image_topic: str) -> str:
+    """Outputs live beside their input, as image_pipeline does: '/cam/image_raw' -> '/cam/', 'image' -> ''."""
+    return image_topic.rsplit("/", 1)[0] + "/" if "/" in image_topic else ""
+
+
+def validate_all(values: dict[str, Any]) -> list[str]:
+    """Reasons for every invalid entry of a parameter dict (unknown names included)."""
+    return [reason for name, value in values.items() if (reason := validate(name, value))]
+
+
+def declare_parameters(node, defaults: dict[str, Any] | None = None, extra: Iterable[ParamSpec] = ()) -> None:
+    """Declare PARAMS on `node` (with per-executable `defaults`); overrides from the command line or a
+    parameter file are validated by the node's on-set callback, which must be registered before this."""
+    from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
+
+    ros_types = {bool: ParameterType.PARAMETER_BOOL, int: ParameterType.PARAMETER_INTEGER,
+                 float: ParameterType.PARAMETER_DOUBLE, str: ParameterType.PARAMETER_STRING,
+                 list: ParameterType.PARAMETER_STRING_ARRAY}
+    defaults = defaults or {}
+    for spec in (*PARAMS, *extra):
+        descriptor = ParameterDescriptor(name=spec.name, type=ros_types[spec.ros_type], read_only=spec.read_only,
+                                         description=spec.description)
+        if spec.choices:
+            descriptor.additional_constraints = "one of: " + ", ".join(spec.choices)
+        if spec.int_range:
+            descriptor.integer_range = [IntegerRange(from_value=spec.int_range[0], to_value=spec.int_range[1],
+                                                     step=1)]
+        if spec.float_range:
+            descriptor.floating_point_range = [FloatingPointRange(from_value=spec.float_range[0],
+                                                                  to_value=spec.float_range[1], step=0.0)]
+        node.declare_parameter(spec.name, defaults.get(spec.name, spec.default), descriptor)
+
+
+def on_set_parameters(params) -> "SetParametersResult":  # noqa: F821 (imported lazily)
+    """add_on_set_parameters_callback body: reject any invalid value with its reason."""
+    from rcl_interfaces.msg import SetParametersResult
+
+    for param in params:
+        if param.name in SPECS:
+            reason = validate(param.name, param.value)
+            if reason:
+                return SetParametersResult(successful=False, reason=reason)
+    return SetParametersResult(successful=True)

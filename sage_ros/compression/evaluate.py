@@ -1,0 +1,250 @@
+"""Honest evaluation: a float reference and a compressed candidate, run separately on held-out images, on the
+deterministic path (eval mode, z = mu; codes for the VQ model).
+
+    from sage_ros.compression.evaluate import evaluate_pair
+    result = evaluate_pair(float_model, int4_model, test_images_uint8_nhwc)
+
+Either side may be a torch model, an ONNX bundle directory (run with onnxruntime, so a bundle's quality is
+measured on the graph that ships), or any object with the `Codec` interface below.
+
+Quality numbers compare each reconstruction with the ORIGINAL image (not with the float reconstruction):
+MSE and PSNR on [0, 1], SSIM (Gaussian 11 / sigma 1.5, see metrics.py). Latent drift compares candidate mu
+with reference mu (relative L2, cosine); for VisionPuzzleVAE, code agreement is the % of the 30 x 30 code
+cells equal to the reference's (plus drift of the pre-quantisation latent where both sides expose it).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import metrics
+
+
+class EvaluationError(ValueError):
+    """Images or models that cannot be evaluated together."""
+
+
+# ---------------------------------------------------------------- codecs: one interface for torch and ONNX
+
+class TorchCodec:
+    """A sage_ros torch model behind numpy encode/decode (eval mode, no grad)."""
+
+    def __init__(self, model: nn.Module, label: str | None = None):
+        self.model = model
+        self.label = label or type(model).__name__
+        self.image_size = int(model.image_size)
+        self.input_range = tuple(float(v) for v in model.input_range)
+        self.is_vq = hasattr(model, "num_codes")
+
+    @torch.no_grad()
+    def encode(self, x: np.ndarray) -> dict:
+        x = torch.from_numpy(x)
+        if self.is_vq:
+            z_e = self.model.encode_continuous(x)
+            return {"codes": self.model.quantize(z_e).numpy(), "z_e": z_e.numpy()}
+        mu, logvar = self.model.encode(x)
+        return {"mu": mu.numpy(), "logvar": logvar.numpy()}
+
+    @torch.no_grad()
+    def decode(self, latent: np.ndarray) -> np.ndarray:
+        return self.model.decode(torch.from_numpy(latent)).numpy()
+
+
+class OnnxCodec:
+    """A bundle directory (encoder.onnx + decoder.onnx + bundle.json) run with onnxruntime on the CPU."""
+
+    def __init__(self, bundle_dir: str | Path, label: str | None = None):
+        import onnxruntime as ort
+
+        bundle_dir = Path(bundle_dir)
+        try:
+            meta = json.loads((bundle_dir / "bundle.json").read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise EvaluationError(f"{bundle_dir}: no readable bundle.json ({exc})") from exc
+        self.meta = meta
+        self.label = label or f"onnx-{meta.get('precision', '?')}"
+        self.image_size = int(meta["input"]["height"])
+        self.input_range = tuple(float(v) for v in meta["input"]["range"])
+        self.is_vq = meta["architecture"] == "VisionPuzzleVAE"
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        providers = ["CPUExecutionProvider"]
+        self.encoder = ort.InferenceSession(str(bundle_dir / meta.get("encoder", {}).get("file", "encoder.onnx")),
+                                            opts, providers=providers)
+        self.decoder = ort.InferenceSession(str(bundle_dir / meta.get("decoder", {}).get("file", "decoder.onnx")),
+                                            opts, providers=providers)
+
+    def encode(self, x: np.ndarray) -> dict:
+        names = [o.name for o in self.encoder.get_outputs()]
+        return dict(zip(names, self.encoder.run(None, {"image": x.astype(np.float32)})))
+
+    def decode(self, latent: np.ndarray) -> np.ndarray:
+        feed = latent.astype(np.int64) if self.is_vq else latent.astype(np.float32)
+        return self.decoder.run(None, {"z": feed})[0]
+
+
+def as_codec(model, label: str | None = None):
+    if isinstance(model, nn.Module):
+        return TorchCodec(model, label)
+    if isinstance(model, (str, Path)):
+        return OnnxCodec(model, label)
+    if all(hasattr(model, a) for a in ("encode", "decode", "input_range", "image_size", "is_vq")):
+        return model
+    raise EvaluationError(f"cannot evaluate {type(model).__name__}: expected nn.Module, bundle dir, or codec")
+
+
+def _latent(codec, encoded: dict) -> np.ndarray:
+    return encoded["codes"] if codec.is_vq else encoded["mu"]
+
+
+# ---------------------------------------------------------------- images
+
+def to_input(images_uint8: np.ndarray, input_range) -> np.ndarray:
+    """uint8 NHWC -> float32 NCHW in the model's input range."""
+    x = images_uint8.transpose(0, 3, 1, 2).astype(np.float32) / 255.0
+    lo, hi = input_range
+    return (x * (hi - lo) + lo).astype(np.float32)
+
+
+def to_unit(output: np.ndarray, output_range) -> torch.Tensor:
+    """Model output in its range -> float tensor clipped to [0, 1] (what a viewer would show)."""
+    lo, hi = output_range
+    return torch.from_numpy(np.clip((output.astype(np.float64) - lo) / (hi - lo), 0.0, 1.0))
+
+
+def check_images(images, size: int) -> np.ndarray:
+    images = np.asarray(images)
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3 or len(images) == 0:
+        raise EvaluationError(f"expected uint8 N x H x W x 3 images, got {images.dtype} {images.shape}")
+    if images.shape[1:3] != (size, size):
+        raise EvaluationError(f"model takes {size}x{size} images, got {images.shape[1]}x{images.shape[2]}")
+    return images
+
+
+# ---------------------------------------------------------------- evaluation
+
+class _Quality:
+    """Per-image MSE / PSNR / SSIM accumulated over batches."""
+
+    def __init__(self):
+        self.mse, self.psnr, self.ssim = [], [], []
+
+    def add(self, original: torch.Tensor, recon: torch.Tensor) -> None:
+        self.mse.append(metrics.mse_per_image(original, recon))
+        self.psnr.append(metrics.psnr_per_image(original, recon))
+        self.ssim.append(metrics.ssim_per_image(original, recon))
+
+    def summary(self) -> dict:
+        return {k: float(torch.cat(getattr(self, k)).mean()) for k in ("mse", "psnr", "ssim")}
+
+
+def _modes(codecs):
+    """Put torch models in eval mode for the evaluation; returns a function that restores their modes."""
+    saved = [(c.model, c.model.training) for c in codecs if isinstance(c, TorchCodec)]
+    for m, _ in saved:
+        m.eval()
+    return lambda: [m.train(t) for m, t in saved]
+
+
+def evaluate_pair(reference, candidate, images_uint8_nhwc, batch_size: int = 256) -> dict:
+    """Quality of `candidate` and of `reference` on the images, and candidate's latent drift from reference."""
+    ref, cand = as_codec(reference, "reference"), as_codec(candidate, "candidate")
+    if (ref.image_size, ref.input_range, ref.is_vq) != (cand.image_size, cand.input_range, cand.is_vq):
+        raise EvaluationError("reference and candidate are not the same kind of model "
+                              f"({ref.image_size}/{ref.input_range}/vq={ref.is_vq} vs "
+                              f"{cand.image_size}/{cand.input_range}/vq={cand.is_vq})")
+    images = check_images(images_uint8_nhwc, ref.image_size)
+    restore = _modes([ref, cand])
+    try:
+        q_ref, q_cand = _Quality(), _Quality()
+        lat_ref, lat_cand, agree = [], [], []
+        for start in range(0, len(images), batch_size):
+            chunk = images[start:start + batch_size]
+            original = torch.from_numpy(chunk.transpose(0, 3, 1, 2).astype(np.float64) / 255.0)
+            x = to_input(chunk, ref.input_range)
+            enc_r, enc_c = ref.encode(x), cand.encode(x)
+            q_ref.add(original, to_unit(ref.decode(_latent(ref, enc_r)), ref.input_range))
+            q_cand.add(original, to_unit(cand.decode(_latent(cand, enc_c)), cand.input_range))
+            drift_key = "z_e" if ref.is_vq else "mu"
+            if drift_key in enc_r and drift_key in enc_c:
+                lat_ref.append(torch.from_numpy(enc_r[drift_key]))
+                lat_cand.append(torch.from_numpy(enc_c[drift_key]))
+            if ref.is_vq:
+                agree.append(torch.from_numpy((enc_r["codes"] == enc_c["codes"]).reshape(len(chunk), -1)))
+    finally:
+        restore()
+    result = {"n_images": int(len(images)), **q_cand.summary(), "reference": q_ref.summary()}
+    result["delta_psnr"] = result["psnr"] - result["reference"]["psnr"]
+    if lat_ref:
+        result.update(metrics.latent_drift(torch.cat(lat_ref), torch.cat(lat_cand)))
+    else:
+        result.update(mu_rel_l2=None, mu_cosine=None)
+    if ref.is_vq:
+        result["code_agreement"] = 100.0 * float(torch.cat(agree).double().mean())
+    return result
+
+
+def evaluate_single(model, images_uint8_nhwc, batch_size: int = 256) -> dict:
+    """MSE / PSNR / SSIM of one model against the original images."""
+    codec = as_codec(model)
+    images = check_images(images_uint8_nhwc, codec.image_size)
+    restore = _modes([codec])
+    try:
+        quality = _Quality()
+        for start in range(0, len(images), batch_size):
+            chunk = images[start:start + batch_size]
+            original = torch.from_numpy(chunk.transpose(0, 3, 1, 2).astype(np.float64) / 255.0)
+            encoded = codec.encode(to_input(chunk, codec.input_range))
+            quality.add(original, to_unit(codec.decode(_latent(codec, encoded)), codec.input_range))
+    finally:
+        restore()
+    return {"n_images": int(len(images)), **quality.summary()}
+
+
+def reconstruct(model, images_uint8_nhwc) -> np.ndarray:
+    """Reconstructions as uint8 NHWC (for grids)."""
+    codec = as_codec(model)
+    images = check_images(images_uint8_nhwc, codec.image_size)
+    restore = _modes([codec])
+    try:
+        encoded = codec.encode(to_input(images, codec.input_range))
+        unit = to_unit(codec.decode(_latent(codec, encoded)), codec.input_range).numpy()
+    finally:
+        restore()
+    return np.round(unit.transpose(0, 2, 3, 1) * 255.0).astype(np.uint8)
+
+
+# ---------------------------------------------------------------- PCA baseline
+
+PCA_MAX_TRAIN_BYTES = 256 * 2 ** 20  # cap on the float32 training matrix (224 px images are 600 KB each)
+
+
+def pca_baseline(train_uint8: np.ndarray, test_uint8: np.ndarray, n_components: int, seed: int = 0) -> dict:
+    """Linear baseline with the same number of latent values: PCA fit on train, MSE/PSNR/SSIM on test.
+
+    A model whose reconstruction is no better than this has learnt nothing a projection could not do.
+    Fit by SVD of the centred training matrix (exact; the matrix is capped at PCA_MAX_TRAIN_BYTES by a seeded
+    subsample); n_components is capped at n_train - 1 and the cap is reported.
+    """
+    n, h, w, c = train_uint8.shape
+    dim = h * w * c
+    max_n = max(2, PCA_MAX_TRAIN_BYTES // (4 * dim))
+    if n > max_n:
+        train_uint8 = train_uint8[np.random.default_rng(seed).choice(n, max_n, replace=False)]
+    x = torch.from_numpy(train_uint8.reshape(len(train_uint8), -1).astype(np.float32) / 255.0)
+    mean = x.mean(dim=0)
+    k = int(min(n_components, len(x) - 1, dim))
+    _, _, vh = torch.linalg.svd(x - mean, full_matrices=False)
+    basis = vh[:k]
+    test = check_images(test_uint8, h)
+    t = torch.from_numpy(test.reshape(len(test), -1).astype(np.float32) / 255.0)
+    recon = ((t - mean) @ basis.T) @ basis + mean
+    to_nchw = lambda a: a.reshape(len(test), h, w, c).permute(0, 3, 1, 2).double().clamp(0, 1)  # noqa: E731
+    quality = _Quality()
+    quality.add(to_nchw(t), to_nchw(recon))
+    return {"n_components": k, "n_components_requested": int(n_components), "n_train": int(len(x)),
+            **quality.summary()}

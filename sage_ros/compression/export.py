@@ -20,6 +20,7 @@ import copy
 import datetime as _dt
 import hashlib
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -113,7 +114,9 @@ def input_spec_of(model: nn.Module) -> dict:
 def _export_onnx(module: nn.Module, example: torch.Tensor, path: Path, input_name: str,
                  output_names: list[str], opset: int) -> None:
     dynamic_axes = {name: {0: "N"} for name in [input_name, *output_names]}
-    with atomic_path(path, suffix=".onnx") as tmp, torch.no_grad():
+    with atomic_path(path, suffix=".onnx") as tmp, torch.no_grad(), warnings.catch_warnings():
+        # The TorchScript exporter is deprecated in favour of dynamo, which cannot write opset 17 (module doc).
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
         torch.onnx.export(module, (example,), str(tmp), dynamo=False, opset_version=opset,
                           input_names=[input_name], output_names=output_names, dynamic_axes=dynamic_axes,
                           do_constant_folding=True)

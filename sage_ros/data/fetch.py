@@ -10,6 +10,7 @@ data_cache/.complete is written last, so its presence means every stage finished
 from __future__ import annotations
 
 import argparse
+import fcntl
 import sys
 import time
 from pathlib import Path
@@ -44,6 +45,11 @@ def main(argv: list[str] | None = None) -> int:
     from sage_ros.data import crops, sources  # numpy + cv2 only
 
     out = args.out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    # Several `make test` runs may start at once on one checkout: the second waits here, then finds the
+    # stages cached instead of rebuilding the same files underneath the first.
+    lock = open(out / ".fetch.lock", "w")
+    fcntl.flock(lock, fcntl.LOCK_EX)
     src, crop_dir, bag_dir = out / "sources", out / "crops", out / "bags"
     start = time.perf_counter()
     (out / ".complete").unlink(missing_ok=True)
@@ -64,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     log(f"data ready in {out} ({seconds:.1f} s)")
     atomic_write_json(out / ".complete", {"seconds": round(seconds, 2), "bytes": sizes,
                                           "from_sources": args.from_sources})
+    lock.close()
     return 0
 
 

@@ -14,7 +14,7 @@ BACKENDS = ("auto", "onnxruntime", "tensorrt", "torch")
 CROP_MODES = ("resize", "center", "letterbox", "motion")
 TRANSPORTS = ("raw", "compressed")
 RELIABILITIES = ("best_effort", "reliable")
-_DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
+_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 # ROS 2 topic-name tokens (design article "Topic and Service name mapping"): no empty tokens, no
 # leading digit, [A-Za-z0-9_] only; a leading "/" makes the name absolute, "~" means the node's name.
 _TOPIC = re.compile(r"^(/|~/)?[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*$")
@@ -42,7 +42,8 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("backend", "auto", "Inference backend: auto = tensorrt if it imports with a GPU, else onnxruntime "
               "(CUDA/TensorRT execution providers when present, else CPU); torch is the reference.",
               choices=BACKENDS, read_only=True),
-    ParamSpec("device", "cpu", "Device for the backend: cpu, cuda or cuda:N.", read_only=True),
+    ParamSpec("device", "auto", "Device for the backend: auto (cuda:0 when TensorRT or onnxruntime can reach a GPU, "
+              "else cpu), cpu, cuda or cuda:N.", read_only=True),
     ParamSpec("image_topics", ["image"], "Input image topics (one node serves several cameras and batches frames "
               "that are pending together). Outputs go beside each input: <parent of topic>/latent (or puzzle, "
               "reconstruction). With input_transport=compressed the node subscribes <topic>/compressed.",
@@ -101,7 +102,7 @@ def validate(name: str, value: Any) -> str | None:
     if spec.float_range and not (spec.float_range[0] <= value <= spec.float_range[1]):  # also catches NaN
         return f"{name} must be in [{spec.float_range[0]}, {spec.float_range[1]}], got {value}"
     if name == "device" and not _DEVICE.match(value):
-        return f"device must be cpu, cuda or cuda:N, got {value!r}"
+        return f"device must be auto, cpu, cuda or cuda:N, got {value!r}"
     if name == "image_topics":
         return _topics_error(list(value))
     return None

@@ -1,0 +1,71 @@
+"""Encoders on one or more cameras: TinyVAE latents and/or VisionPuzzleVAE code grids.
+
+    ros2 launch sage_ros perception.launch.py camera:=/camera/image_raw
+    ros2 launch sage_ros perception.launch.py camera:=/front/image_raw,/rear/image_raw encoders:=both \
+        backend:=tensorrt large_data:=true
+
+Each encoder is one lifecycle node serving every camera given (frames pending together are encoded in one
+batched call); outputs go beside each camera topic: /camera/latent, /camera/puzzle. The nodes configure and
+activate themselves (parameter `autostart`, in params_file); a lifecycle manager can still drive them.
+Launch arguments override params_file for the keys they name; params_file holds every other knob.
+"""
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
+from launch.conditions import IfCondition
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch_ros.actions import LifecycleNode
+from launch_ros.substitutions import FindPackageShare
+
+# encoder choice -> (executable == node name, launch argument holding its bundle)
+ENCODERS = {"tinyvae": ("tinyvae_encoder", "tinyvae_bundle"), "puzzle": ("puzzle_encoder", "puzzle_bundle")}
+# (name, default, description, choices); defaults agree with sage_ros/ros/params.py (a test checks it).
+ARGUMENTS = (
+    ("camera", "/camera/image_raw", "Image topic(s) to encode, comma-separated for several cameras", None),
+    ("namespace", "", "Namespace of the encoder nodes", None),
+    ("encoders", "tinyvae", "Which encoders to run", ("tinyvae", "puzzle", "both")),
+    ("backend", "auto", "Inference backend", ("auto", "onnxruntime", "tensorrt", "torch")),
+    ("device", "auto", "auto, cpu, cuda or cuda:N", None),
+    ("input_transport", "raw", "raw (sensor_msgs/Image) or compressed (<camera>/compressed)", ("raw", "compressed")),
+    ("tinyvae_bundle", "tinyvae_l16_int8",
+     "TinyVAE bundle: a directory, or the name of a shipped bundle in share/sage_ros/models", None),
+    ("puzzle_bundle", "puzzle_l64_fp32",
+     "VisionPuzzleVAE bundle: a directory, or the name of a shipped bundle in share/sage_ros/models", None),
+    ("use_sim_time", "false", "Use /clock (bag replay)", ("true", "false")),
+    ("large_data", "false", "Set FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA for the encoders (set it for the camera "
+     "driver too: ~4x lower latency for VGA frames with Fast DDS)", ("true", "false")),
+    ("log_level", "info", "Node log level", ("debug", "info", "warn", "error", "fatal")),
+)
+
+
+def _encoder_nodes(context):
+    def arg(name: str) -> str:
+        return LaunchConfiguration(name).perform(context)
+
+    chosen = ("tinyvae", "puzzle") if arg("encoders") == "both" else (arg("encoders"),)
+    cameras = [topic.strip() for topic in arg("camera").split(",") if topic.strip()]
+    nodes = []
+    for encoder in chosen:
+        executable, bundle_argument = ENCODERS[encoder]
+        overrides = {"image_topics": cameras, "bundle": arg(bundle_argument), "backend": arg("backend"),
+                     "device": arg("device"), "input_transport": arg("input_transport"),
+                     "use_sim_time": arg("use_sim_time") == "true"}
+        nodes.append(LifecycleNode(
+            package="sage_ros", executable=executable, name=executable, namespace=arg("namespace"),
+            parameters=[arg("params_file"), overrides], output="screen",
+            arguments=["--ros-args", "--log-level", arg("log_level")]))
+    return nodes
+
+
+def generate_launch_description():
+    declared = [DeclareLaunchArgument(name, default_value=default, description=description,
+                                      **({"choices": list(choices)} if choices else {}))
+                for name, default, description, choices in ARGUMENTS]
+    declared.append(DeclareLaunchArgument(
+        "params_file", default_value=PathJoinSubstitution([FindPackageShare("sage_ros"), "config", "perception.yaml"]),
+        description="ROS parameter file for the encoders"))
+    return LaunchDescription([
+        *declared,
+        SetEnvironmentVariable("FASTDDS_BUILTIN_TRANSPORTS", "LARGE_DATA",
+                               condition=IfCondition(LaunchConfiguration("large_data"))),
+        OpaqueFunction(function=_encoder_nodes),
+    ])

@@ -117,6 +117,8 @@ def _export_onnx(module: nn.Module, example: torch.Tensor, path: Path, input_nam
     with atomic_path(path, suffix=".onnx") as tmp, torch.no_grad(), warnings.catch_warnings():
         # The TorchScript exporter is deprecated in favour of dynamo, which cannot write opset 17 (module doc).
         warnings.filterwarnings("ignore", category=DeprecationWarning)
+        # GroupNorm's batch-size sanity check is traced as a constant; it does not change the graph.
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         torch.onnx.export(module, (example,), str(tmp), dynamo=False, opset_version=opset,
                           input_names=[input_name], output_names=output_names, dynamic_axes=dynamic_axes,
                           do_constant_folding=True)

@@ -176,3 +176,18 @@ def test_export_refuses_other_architectures_and_precisions(tmp_path):
         export_bundle(StandardVAE(), tmp_path / "s", name="s")
     with pytest.raises(ValueError, match="int8"):
         export_bundle(TinyVAE(4), tmp_path / "t", name="t", precision="int8")
+
+
+def test_sage_ros_export_command_writes_a_verified_bundle(tmp_path, capsys):
+    from runtime_helpers import seeded_model
+    from sage_ros.cli import main
+    from sage_ros.compression.checkpoints import save_model
+
+    save_model(seeded_model("TinyVAE32"), tmp_path / "run")
+    (tmp_path / "report.json").write_text(json.dumps({"psnr": 21.5}))
+    assert main(["export", "--model", str(tmp_path / "run"), "--out", str(tmp_path / "b"), "--precision", "fp16",
+                 "--metrics", str(tmp_path / "report.json")]) == 0
+    assert "verify: {'max_abs_diff'" in capsys.readouterr().out
+    bundle = load_bundle(tmp_path / "b")
+    assert bundle.name == "b" and bundle.precision == "fp16" and bundle.meta["metrics"] == {"psnr": 21.5}
+    assert bundle.meta["created_by"].startswith("sage-ros ")

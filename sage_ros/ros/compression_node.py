@@ -1,0 +1,215 @@
+"""compression_node: run ONE offline compression job (train / distill / quantize / ablate / export / evaluate)
+described by a YAML file, started and cancelled over std_srvs/Trigger services, progress on a topic.
+
+- `~/start`: reads `job_file` (inside `workspace`), checks every path in it, starts the job as a `sage-ros`
+  subprocess (sage_ros.compression.jobs) with the workspace as its working directory.
+- `~/cancel`: stops the running job (SIGTERM, then SIGKILL after `cancel_timeout`).
+- `~/progress` (diagnostic_msgs/DiagnosticStatus, every `progress_period` s): state, phase, step, total, loss,
+  images/s, ETA, error, from the job's <run_dir>/progress.json.
+Every path (job file, data, outputs) must resolve inside `workspace` (symlinks and '..' followed); anything else
+is refused with a clear error, so the services cannot become an arbitrary file write. This process never
+imports torch: the job runs in its own process.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import rclpy
+import yaml
+from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import FloatingPointRange, ParameterDescriptor, SetParametersResult
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from std_srvs.srv import Trigger
+
+from sage_ros.compression.progress import read_progress
+from sage_ros.ros.workspace import WorkspaceError, confine, confine_spec, workspace_root
+
+JOBS = ("train", "distill", "quantize", "ablate", "export", "evaluate")
+# name -> (default, description, float range or None, read_only)
+PARAMETERS = {
+    "workspace": ("", "Directory every job path must stay inside (job file, data, outputs).", None, True),
+    "job_file": ("job.yaml", "YAML job description, relative to the workspace (or absolute inside it).", None, False),
+    "data_dir": ("data", "Dataset root for the job (its SAGE_ROS_DATA), relative to the workspace.", None, False),
+    "progress_period": (0.5, "Seconds between ~/progress messages.", (0.05, 10.0), True),
+    "cancel_timeout": (5.0, "Seconds a cancelled job gets after SIGTERM before SIGKILL.", (0.1, 120.0), False),
+    "autostart": (False, "Start the job at launch instead of waiting for ~/start.", None, True),
+}
+LEVELS = {"idle": DiagnosticStatus.OK, "running": DiagnosticStatus.OK, "succeeded": DiagnosticStatus.OK,
+          "cancelled": DiagnosticStatus.WARN, "failed": DiagnosticStatus.ERROR, "refused": DiagnosticStatus.ERROR}
+
+
+class JobError(ValueError):
+    """A job file that cannot be run: unreadable, not a mapping, unknown job, bad args."""
+
+
+def load_job(root: Path, job_file: str) -> dict:
+    """Read and check a job file; every path in it is made absolute inside `root` (WorkspaceError otherwise)."""
+    path = confine(root, job_file, "job_file")
+    if not path.is_file():
+        raise JobError(f"job file {job_file!r} ({path}) does not exist")
+    try:
+        spec = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise JobError(f"job file {path} is not valid YAML: {exc}") from exc
+    if not isinstance(spec, dict) or spec.get("job") not in JOBS:
+        raise JobError(f"job file {path} must be a mapping with job: one of {JOBS}")
+    spec.setdefault("run_dir", f"runs/{spec['job']}")
+    if not isinstance(spec.get("args", {}), dict):
+        raise JobError("args must be a mapping of sage-ros options (name: value)")
+    return confine_spec(root, spec)
+
+
+def job_argv(spec: dict) -> list[str]:
+    """`sage-ros <job> --run-dir RUN --name value ...` (true -> bare flag, false / null -> left out)."""
+    argv = [sys.executable, "-m", "sage_ros.cli", spec["job"], "--run-dir", spec["run_dir"]]
+    for name, value in spec.get("args", {}).items():
+        option = "--" + str(name).replace("_", "-")
+        if value is True:
+            argv.append(option)
+        elif value not in (False, None):
+            for item in value if isinstance(value, list) else [value]:
+                argv += [option, str(item)]
+    return argv
+
+
+class JobProcess:
+    """One job subprocess in its own session (so cancel reaches its children too)."""
+
+    def __init__(self, spec: dict, cwd: Path, env: dict):
+        self.spec = spec
+        self.run_dir = Path(spec["run_dir"])
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = self.run_dir / "job.log"
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(job_argv(spec), cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                            stdin=subprocess.DEVNULL, start_new_session=True)
+        self.cancelled = False
+
+    def poll(self) -> int | None:
+        return self.process.poll()
+
+    def cancel(self, timeout: float) -> None:
+        self.cancelled = True
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            if self.process.poll() is not None:
+                return
+            os.killpg(self.process.pid, sig)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                continue
+
+
+class CompressionNode(Node):
+    def __init__(self, **kwargs):
+        super().__init__("compression_node", **kwargs)
+        self._declare_parameters()
+        self.job: JobProcess | None = None
+        self.state, self.detail = "idle", "waiting for ~/start"
+        self.progress_pub = self.create_publisher(
+            DiagnosticStatus, "~/progress", QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+        self.create_service(Trigger, "~/start", self._on_start)
+        self.create_service(Trigger, "~/cancel", self._on_cancel)
+        self.timer = self.create_timer(self.get_parameter("progress_period").value, self._publish_progress)
+        if self.get_parameter("autostart").value:
+            self._start()
+
+    def _declare_parameters(self) -> None:
+        for name, (default, description, float_range, read_only) in PARAMETERS.items():
+            descriptor = ParameterDescriptor(description=description, read_only=read_only)
+            if float_range:
+                descriptor.floating_point_range = [FloatingPointRange(from_value=float_range[0], to_value=float_range[1])]
+            self.declare_parameter(name, default, descriptor)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+
+    def _on_set_parameters(self, params) -> SetParametersResult:
+        """Ranges and read-only flags are enforced by rclpy from the descriptors; types here (ROS parameters are
+        statically typed, but an int given for a double would otherwise be accepted by YAML-less callers)."""
+        for param in params:
+            default = PARAMETERS[param.name][0] if param.name in PARAMETERS else None
+            if default is not None and type(param.value) is not type(default):
+                return SetParametersResult(successful=False, reason=f"{param.name} must be {type(default).__name__}")
+        return SetParametersResult(successful=True)
+
+    # --- services ----------------------------------------------------------------------------------------------
+
+    def _on_start(self, _request, response):
+        response.success, response.message = self._start()
+        return response
+
+    def _on_cancel(self, _request, response):
+        if self.job is None or self.job.poll() is not None:
+            response.success, response.message = False, "no job is running"
+            return response
+        self.job.cancel(self.get_parameter("cancel_timeout").value)
+        self.state, self.detail = "cancelled", f"cancelled; exit code {self.job.poll()}"
+        response.success, response.message = True, f"job {self.job.spec['job']} cancelled"
+        self.get_logger().info(response.message)
+        return response
+
+    def _start(self) -> tuple[bool, str]:
+        if self.job is not None and self.job.poll() is None:
+            return False, f"job {self.job.spec['job']} is already running (pid {self.job.process.pid})"
+        try:
+            root = workspace_root(self.get_parameter("workspace").value)
+            spec = load_job(root, self.get_parameter("job_file").value)
+            env = {**os.environ, "SAGE_ROS_DATA": str(confine(root, self.get_parameter("data_dir").value, "data_dir"))}
+            self.job = JobProcess(spec, root, env)
+        except (WorkspaceError, JobError, OSError) as exc:
+            self.state, self.detail = "refused", str(exc)
+            self.get_logger().error(f"job refused: {exc}")
+            return False, f"refused: {exc}"
+        self.state, self.detail = "running", f"pid {self.job.process.pid}, log {self.job.log_path}"
+        self.get_logger().info(f"started {spec['job']} in {spec['run_dir']}")
+        return True, f"started {spec['job']} in {spec['run_dir']}"
+
+    # --- progress ----------------------------------------------------------------------------------------------
+
+    def _publish_progress(self) -> None:
+        progress = {}
+        if self.job is not None:
+            self._update_state()
+            progress = read_progress(self.job.run_dir) or {}
+        status = DiagnosticStatus(name=f"{self.get_fully_qualified_name()}: {progress.get('job') or 'no job'}",
+                                  hardware_id="sage_ros", level=LEVELS[self.state])
+        status.message = f"{self.state}: {progress.get('phase') or self.detail}"
+        values = {"state": self.state, "detail": self.detail,
+                  **{key: progress.get(key) for key in ("job", "phase", "step", "total", "loss", "images_per_s",
+                                                        "eta_s", "done", "error")}}
+        status.values = [KeyValue(key=key, value="" if value is None else str(value)) for key, value in values.items()]
+        self.progress_pub.publish(status)
+
+    def _update_state(self) -> None:
+        code = self.job.poll()
+        if code is None or self.state != "running":
+            return
+        if code == 0:
+            self.state, self.detail = "succeeded", "exit code 0"
+        else:
+            self.state, self.detail = "failed", f"exit code {code}; see {self.job.log_path}"
+
+    def shutdown(self) -> None:
+        if self.job is not None and self.job.poll() is None:
+            self.job.cancel(self.get_parameter("cancel_timeout").value)
+
+
+def main(args=None) -> None:
+    rclpy.init(args=args)
+    node = CompressionNode()
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
+        pass
+    finally:
+        node.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,133 @@
+"""compression_node over real DDS: start, progress, cancel, completion, and refusal of paths outside the workspace."""
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import rclpy
+import yaml
+from diagnostic_msgs.msg import DiagnosticStatus
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.parameter import Parameter
+from rclpy.parameter_client import AsyncParameterClient
+from std_srvs.srv import Trigger
+
+from bag_helpers import REPO, spin_until
+
+LONG_JOB = {"job": "train", "run_dir": "runs/long",
+            "args": {"model": "TinyVAE", "latent-dim": 4, "data": "synthetic", "steps": 100000, "batch-size": 4,
+                     "checkpoint-every": 100000, "no-progress": True}}
+SHORT_JOB = {"job": "train", "run_dir": "runs/short",
+             "args": {"model": "TinyVAE", "latent-dim": 4, "data": "synthetic", "steps": 3, "batch-size": 4,
+                      "no-progress": True}}
+
+
+class Client:
+    """Service / parameter clients and a progress listener for the node under test."""
+
+    def __init__(self, context):
+        self.node = rclpy.create_node("compression_node_client", context=context)
+        self.executor = SingleThreadedExecutor(context=context)
+        self.executor.add_node(self.node)
+        self.start = self.node.create_client(Trigger, "/compression_node/start")
+        self.cancel = self.node.create_client(Trigger, "/compression_node/cancel")
+        self.params = AsyncParameterClient(self.node, "compression_node")
+        self.progress = []
+        self.node.create_subscription(DiagnosticStatus, "/compression_node/progress", self.progress.append, 10)
+
+    def call(self, client, timeout=30.0):
+        assert client.wait_for_service(timeout_sec=timeout), client.srv_name
+        future = client.call_async(Trigger.Request())
+        self.executor.spin_until_future_complete(future, timeout_sec=timeout)
+        return future.result()
+
+    def set(self, **values):
+        assert self.params.wait_for_services(timeout_sec=30)
+        future = self.params.set_parameters([Parameter(k, value=v) for k, v in values.items()])
+        self.executor.spin_until_future_complete(future, timeout_sec=10)
+        assert all(r.successful for r in future.result().results), future.result()
+
+    def latest(self) -> dict:
+        return {kv.key: kv.value for kv in self.progress[-1].values} if self.progress else {}
+
+    def wait_for(self, predicate, timeout) -> bool:
+        """Spin until the latest progress satisfies `predicate`; a failed job ends the wait at once."""
+        def done():
+            return bool(self.progress) and (predicate(self.latest()) or self.latest()["state"] == "failed")
+        return spin_until(self.executor, done, timeout) and predicate(self.latest())
+
+
+@pytest.fixture
+def node_and_client(tmp_path):
+    workspace = tmp_path / "ws"
+    (workspace / "data").mkdir(parents=True)
+    for name, spec in (("long.yaml", LONG_JOB), ("short.yaml", SHORT_JOB)):
+        (workspace / name).write_text(yaml.safe_dump(spec))
+    node = subprocess.Popen([sys.executable, "-m", "sage_ros.ros.compression_node", "--ros-args",
+                             "-p", f"workspace:={workspace}", "-p", "job_file:=long.yaml", "-p", "progress_period:=0.1",
+                             "-p", "cancel_timeout:=3.0"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    context = rclpy.context.Context()
+    rclpy.init(context=context)
+    client = Client(context)
+    yield workspace, node, client
+    client.node.destroy_node()
+    rclpy.shutdown(context=context)
+    node.terminate()
+    node.communicate(timeout=20)
+
+
+def test_start_progress_cancel_then_a_job_to_completion(node_and_client):
+    workspace, node, client = node_and_client
+    assert client.wait_for(lambda p: p["state"] == "idle", 20)
+    reply = client.call(client.start)
+    assert reply.success, reply.message
+    assert client.wait_for(lambda p: p["state"] == "running" and p["step"] not in ("", "0"), 90), client.latest()
+    running = client.latest()
+    assert running["job"] == "train" and int(running["total"]) == 100000 and float(running["loss"]) > 0
+    assert running["eta_s"] != ""
+    maps = Path(f"/proc/{node.pid}/maps").read_text()
+    assert "libtorch" not in maps  # the node process never loads torch; the job is its own process
+    again = client.call(client.start)
+    assert not again.success and "already running" in again.message
+
+    reply = client.call(client.cancel)
+    assert reply.success, reply.message
+    assert client.wait_for(lambda p: p["state"] == "cancelled", 10), client.latest()
+    assert client.progress[-1].level == DiagnosticStatus.WARN
+    assert not client.call(client.cancel).success  # nothing left to cancel
+    assert int(client.latest()["step"]) < 100000
+
+    client.set(job_file="short.yaml")
+    assert client.call(client.start).success
+    assert client.wait_for(lambda p: p["state"] == "succeeded", 90), client.latest()
+    assert client.latest()["step"] == "3" and client.latest()["done"] == "True"
+    assert (workspace / "runs/short/model.safetensors").is_file()
+
+
+def test_paths_outside_the_workspace_are_refused(node_and_client, tmp_path):
+    workspace, _, client = node_and_client
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "job.yaml").write_text(yaml.safe_dump(SHORT_JOB))
+    os.symlink(outside, workspace / "escape")
+    cases = {
+        "../outside/job.yaml": None,  # the job file itself
+        str(outside / "job.yaml"): None,
+        "escape/job.yaml": None,  # a symlink inside that leads out
+        "abs_run_dir.yaml": {**SHORT_JOB, "run_dir": str(outside / "run")},
+        "dotdot_data.yaml": {**SHORT_JOB, "args": {**SHORT_JOB["args"], "data": "folder", "data-path": "../outside"}},
+        "symlink_out.yaml": {**SHORT_JOB, "run_dir": "escape/run"},
+    }
+    for job_file, spec in cases.items():
+        if spec is not None:
+            (workspace / job_file).write_text(yaml.safe_dump(spec))
+        client.set(job_file=job_file)
+        reply = client.call(client.start)
+        assert not reply.success and "refused" in reply.message and "outside the workspace" in reply.message, (job_file, reply.message)
+        assert client.wait_for(lambda p: p["state"] == "refused", 10)
+    assert client.progress[-1].level == DiagnosticStatus.ERROR
+    assert sorted(p.name for p in outside.iterdir()) == ["job.yaml"]  # nothing was written outside
+    assert not (workspace / "runs").exists()  # and no refused job started

@@ -8,11 +8,12 @@ Sources (`load_images(source, size, split, ...)`):
   bundled    sage_ros.data.load_split(size, split)  (the `make data` photographs; the default)
   cifar10    sage_ros.data.cifar.load_cifar10(path, split) resized to `size` (train/test batches; "val" is the
              last 10 % of the train batches)
-  folder     sage_ros.data.folder.load_image_folder(path, size)
+  folder     sage_ros.data.folder.load_image_folder(path, size, split=split) (80/10/10 split by file)
   rosbag     sage_ros.data.rosbag.load_bag_images(path, topic, size)
   synthetic  seeded coloured shapes on gradients: tests and smoke runs that must not depend on `make data`
-folder / rosbag / synthetic have no split of their own: a seeded permutation puts 80 % in train, 10 % in val,
-10 % in test, so the held-out split never overlaps training.
+rosbag and synthetic have no split of their own: for a bag the first 80 % of the frames train, the next 10 %
+validate and the last 10 % test (contiguous in time, because neighbouring frames are near-duplicates and a
+random split would leak them into the test set); synthetic images get a seeded 80/10/10 permutation.
 """
 from __future__ import annotations
 
@@ -41,12 +42,12 @@ def load_images(source: str = "bundled", size: int = 64, split: str = "train", *
         images = _cifar_split(_require(path, "cifar10"), split, size)
     elif source == "folder":
         from sage_ros.data.folder import load_image_folder
-        images = _split_of(load_image_folder(_require(path, "folder"), size), split)
+        images = load_image_folder(_require(path, "folder"), size, split=split)  # 80/10/10 by file
     elif source == "rosbag":
         from sage_ros.data.rosbag import load_bag_images  # imports rosbags lazily: not on the GPU box
         if not topic:
             raise DatasetError("source 'rosbag' needs a topic")
-        images = _split_of(load_bag_images(_require(path, "rosbag"), topic, size), split)
+        images = _split_contiguous(load_bag_images(_require(path, "rosbag"), topic, size), split)
     elif source == "synthetic":
         images = _split_of(synthetic_images(synthetic_count, size), split)
     else:
@@ -147,10 +148,21 @@ def _split_of(images: np.ndarray, split: str) -> np.ndarray:
     return images[np.sort(parts[split])]
 
 
+def _split_contiguous(images: np.ndarray, split: str) -> np.ndarray:
+    """80/10/10 split in time order (see the module docstring)."""
+    images = check_images(images)
+    n = len(images)
+    a, b = int(n * 0.8), int(n * 0.9)
+    part = {"train": images[:a], "val": images[a:b], "test": images[b:]}[split]
+    if len(part) == 0:
+        raise DatasetError(f"only {n} frames: too few for a {split!r} split")
+    return part
+
+
 def _cifar_split(path, split: str, size: int) -> np.ndarray:
     from sage_ros.data.cifar import load_cifar10
 
-    images = load_cifar10(path, "test" if split == "test" else "train")
+    images, _labels = load_cifar10(path, "test" if split == "test" else "train")
     if split != "test":
         n_val = len(images) // 10
         images = images[-n_val:] if split == "val" else images[:-n_val]

@@ -31,7 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from .distill import DistillConfig, distill
-    from .train import cleanup_distributed
+    from .train import cancel_on_sigterm, cleanup_distributed
+
+    cancel_on_sigterm()
 
     dcfg = DistillConfig(w_rec=args.w_rec, w_kl=args.w_kl, w_lat=args.w_lat, w_out=args.w_out,
                          w_perc=args.w_perc, perceptual=args.perceptual, vgg16_weights=args.vgg16_weights,

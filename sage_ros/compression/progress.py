@@ -49,8 +49,8 @@ class ProgressWriter:
         self.state.update(phase=phase, done=True, eta_s=0.0)
         self._write(force=True)
 
-    def fail(self, error: str) -> None:
-        self.state.update(phase="failed", done=True, error=str(error))
+    def fail(self, error: str, phase: str = "failed") -> None:
+        self.state.update(phase=phase, done=True, error=str(error))
         self._write(force=True)
 
     def _write(self, force: bool) -> None:

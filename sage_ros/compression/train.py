@@ -128,6 +128,22 @@ def init_codebook_from_data(model: nn.Module, x: torch.Tensor, seed: int) -> Non
 
 # ----------------------------------------------------------------------------------------- distributed
 
+class Cancelled(Exception):
+    """Raised inside the loop when the job is asked to stop (SIGTERM from jobs.Job.cancel / the node)."""
+
+
+def cancel_on_sigterm() -> None:
+    """Turn SIGTERM into Cancelled, so progress.json says "cancelled" instead of freezing at "training".
+
+    The last checkpoint stays; starting the same job again resumes from it.
+    """
+    import signal
+
+    def handler(signum, frame):
+        raise Cancelled("cancelled by SIGTERM; the last checkpoint is kept and a rerun resumes from it")
+    signal.signal(signal.SIGTERM, handler)
+
+
 def distributed_context(device: str) -> tuple[int, int, torch.device]:
     """(rank, world_size, device); joins the process group when launched by torchrun."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -252,6 +268,9 @@ def fit(module: nn.Module, loss_fn: Callable, images_uint8, cfg: TrainConfig, ru
                                          elapsed_before + time.perf_counter() - start)
                 if step >= total:
                     break
+    except Cancelled as exc:
+        progress.fail(str(exc), phase="cancelled")
+        raise
     except BaseException as exc:
         progress.fail(f"{type(exc).__name__}: {exc}")
         raise

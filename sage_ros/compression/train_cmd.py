@@ -65,7 +65,9 @@ def run(args: argparse.Namespace) -> int:
 
     from sage_ros.models import build_model
 
-    from .train import cleanup_distributed, train
+    from .train import cancel_on_sigterm, cleanup_distributed, train
+
+    cancel_on_sigterm()
 
     torch.manual_seed(args.seed)  # the initial weights are part of what --seed fixes
     model = build_model(args.model, args.latent_dim)

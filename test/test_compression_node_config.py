@@ -7,7 +7,8 @@ import pytest
 import yaml
 
 from bag_helpers import REPO
-from sage_ros.ros.compression_node import PARAMETERS, JobError, job_argv, load_job
+from sage_ros.compression.jobs import JobSpecError, job_argv
+from sage_ros.ros.compression_node import PARAMETERS, load_job
 from sage_ros.ros.workspace import WorkspaceError, confine, confine_spec, workspace_root
 
 
@@ -58,9 +59,9 @@ def test_job_files_are_checked_and_turned_into_a_sage_ros_command(root):
     assert job_argv(spec) == [sys.executable, "-m", "sage_ros.cli", "quantize", "--run-dir", str(root / "runs/quantize"),
                               "--scheme", "int4", "--group-size", "64", "--mse-clip"]
     (root / "bad.yaml").write_text("job: format_disk\n")
-    with pytest.raises(JobError, match="must be a mapping with job"):
+    with pytest.raises(JobSpecError, match="job must be one of"):
         load_job(root, "bad.yaml")
-    with pytest.raises(JobError, match="does not exist"):
+    with pytest.raises(JobSpecError, match="does not exist"):
         load_job(root, "missing.yaml")
 
 

@@ -13,23 +13,19 @@ imports torch: the job runs in its own process.
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import rclpy
-import yaml
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import FloatingPointRange, ParameterDescriptor, SetParametersResult
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from std_srvs.srv import Trigger
 
+from sage_ros.compression.jobs import Job, JobSpecError, load_spec
 from sage_ros.compression.progress import read_progress
 from sage_ros.ros.workspace import WorkspaceError, confine, confine_spec, workspace_root
 
-JOBS = ("train", "distill", "quantize", "ablate", "export", "evaluate")
 # name -> (default, description, float range or None, read_only)
 PARAMETERS = {
     "workspace": ("", "Directory every job path must stay inside (job file, data, outputs).", None, True),
@@ -43,73 +39,20 @@ LEVELS = {"idle": DiagnosticStatus.OK, "running": DiagnosticStatus.OK, "succeede
           "cancelled": DiagnosticStatus.WARN, "failed": DiagnosticStatus.ERROR, "refused": DiagnosticStatus.ERROR}
 
 
-class JobError(ValueError):
-    """A job file that cannot be run: unreadable, not a mapping, unknown job, bad args."""
-
-
 def load_job(root: Path, job_file: str) -> dict:
-    """Read and check a job file; every path in it is made absolute inside `root` (WorkspaceError otherwise)."""
+    """Read a job file inside `root` and normalise it (sage_ros.compression.jobs.load_spec); every path in it is
+    made absolute inside `root` (WorkspaceError otherwise)."""
     path = confine(root, job_file, "job_file")
     if not path.is_file():
-        raise JobError(f"job file {job_file!r} ({path}) does not exist")
-    try:
-        spec = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise JobError(f"job file {path} is not valid YAML: {exc}") from exc
-    if not isinstance(spec, dict) or spec.get("job") not in JOBS:
-        raise JobError(f"job file {path} must be a mapping with job: one of {JOBS}")
-    spec.setdefault("run_dir", f"runs/{spec['job']}")
-    if not isinstance(spec.get("args", {}), dict):
-        raise JobError("args must be a mapping of sage-ros options (name: value)")
-    return confine_spec(root, spec)
-
-
-def job_argv(spec: dict) -> list[str]:
-    """`sage-ros <job> --run-dir RUN --name value ...` (true -> bare flag, false / null -> left out)."""
-    argv = [sys.executable, "-m", "sage_ros.cli", spec["job"], "--run-dir", spec["run_dir"]]
-    for name, value in spec.get("args", {}).items():
-        option = "--" + str(name).replace("_", "-")
-        if value is True:
-            argv.append(option)
-        elif value not in (False, None):
-            for item in value if isinstance(value, list) else [value]:
-                argv += [option, str(item)]
-    return argv
-
-
-class JobProcess:
-    """One job subprocess in its own session (so cancel reaches its children too)."""
-
-    def __init__(self, spec: dict, cwd: Path, env: dict):
-        self.spec = spec
-        self.run_dir = Path(spec["run_dir"])
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.log_path = self.run_dir / "job.log"
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(job_argv(spec), cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL, start_new_session=True)
-        self.cancelled = False
-
-    def poll(self) -> int | None:
-        return self.process.poll()
-
-    def cancel(self, timeout: float) -> None:
-        self.cancelled = True
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            if self.process.poll() is not None:
-                return
-            os.killpg(self.process.pid, sig)
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                continue
+        raise JobSpecError(f"job file {job_file!r} ({path}) does not exist")
+    return confine_spec(root, load_spec(path))
 
 
 class CompressionNode(Node):
     def __init__(self, **kwargs):
         super().__init__("compression_node", **kwargs)
         self._declare_parameters()
-        self.job: JobProcess | None = None
+        self.job: Job | None = None
         self.state, self.detail = "idle", "waiting for ~/start"
         self.progress_pub = self.create_publisher(
             DiagnosticStatus, "~/progress", QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
@@ -159,12 +102,12 @@ class CompressionNode(Node):
             root = workspace_root(self.get_parameter("workspace").value)
             spec = load_job(root, self.get_parameter("job_file").value)
             env = {**os.environ, "SAGE_ROS_DATA": str(confine(root, self.get_parameter("data_dir").value, "data_dir"))}
-            self.job = JobProcess(spec, root, env)
-        except (WorkspaceError, JobError, OSError) as exc:
+            self.job = Job.start(spec, cwd=root, env=env)
+        except (WorkspaceError, JobSpecError, OSError) as exc:
             self.state, self.detail = "refused", str(exc)
             self.get_logger().error(f"job refused: {exc}")
             return False, f"refused: {exc}"
-        self.state, self.detail = "running", f"pid {self.job.process.pid}, log {self.job.log_path}"
+        self.state, self.detail = "running", f"pid {self.job.process.pid}, log {self.job.run_dir / 'job.log'}"
         self.get_logger().info(f"started {spec['job']} in {spec['run_dir']}")
         return True, f"started {spec['job']} in {spec['run_dir']}"
 
@@ -191,7 +134,7 @@ class CompressionNode(Node):
         if code == 0:
             self.state, self.detail = "succeeded", "exit code 0"
         else:
-            self.state, self.detail = "failed", f"exit code {code}; see {self.job.log_path}"
+            self.state, self.detail = "failed", f"exit code {code}; see {self.job.run_dir / 'job.log'}"
 
     def shutdown(self) -> None:
         if self.job is not None and self.job.poll() is None:

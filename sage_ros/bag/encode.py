@@ -20,7 +20,8 @@ from tqdm import tqdm
 from sage_ros.bag.common import BagError, atomic_bag_writer, bag_qos, open_reader, select_connections, typestore
 from sage_ros.runtime.backends.base import BackendError
 from sage_ros.runtime.bundle import BundleError, load_bundle
-from sage_ros.runtime.image_codec import ImageConversionError, ImageFields, decode_compressed, image_msg_to_rgb8
+from sage_ros.ros.encoding import decode_min_size, encode_frames, frame_from_message  # the encoder node's functions (no rclpy)
+from sage_ros.runtime.image_codec import ImageConversionError, ImageFields
 from sage_ros.runtime.messages import output_to_image, output_topic_kind
 from sage_ros.runtime.preprocess import CROP_MODES, Preprocessor
 
@@ -67,18 +68,17 @@ def default_output_topic(in_topic: str, kind: str) -> str:
 
 
 class FrameReader:
-    """Bag message bytes -> H x W x 3 uint8 RGB, for raw or compressed topics (reduced JPEG decode when it fits)."""
+    """Bag message bytes -> (header, H x W x 3 uint8 RGB) by the encoder node's own function, so offline and live
+    frames are identical (reduced JPEG decode included)."""
 
-    def __init__(self, msgtype: str, model_size: tuple[int, int]):
+    def __init__(self, msgtype: str, min_size: int | None):
         self.store = typestore()
         self.msgtype = msgtype
-        self.model_size = model_size
+        self.min_size = min_size
 
     def __call__(self, data: bytes):
         msg = self.store.deserialize_cdr(data, self.msgtype)
-        if self.msgtype == COMPRESSED:
-            return msg.header, decode_compressed(msg, min_size=self.model_size)
-        return msg.header, image_msg_to_rgb8(msg)
+        return msg.header, frame_from_message(msg, compressed=self.msgtype == COMPRESSED, min_size=self.min_size)
 
 
 class BagEncoder:
@@ -95,7 +95,7 @@ class BagEncoder:
         self.bundle = load_bundle(model)
         self.backend = make_backend(self.bundle, backend, device=device)
         self.preprocess = Preprocessor.from_bundle(self.bundle, crop)
-        self.frames = FrameReader(self.connections[0].msgtype, self.bundle.input_size)
+        self.frames = FrameReader(self.connections[0].msgtype, decode_min_size(self.bundle, crop))
         self.store = self.frames.store
         self.batch = batch
         kind = output_topic_kind(self.bundle.encoder_outputs)
@@ -127,7 +127,7 @@ class BagEncoder:
         if not pending:
             return
         frames = [frame for _, _, frame in pending]
-        outputs = self.backend.encode(self.preprocess(frames, cameras=[0] * len(frames)))  # one camera: motion state
+        outputs = encode_frames(self.backend, self.preprocess, frames, cameras=[0] * len(frames))  # one camera
         for index, (stamp_ns, header, _) in enumerate(pending):
             fields = output_to_image(outputs, index, header=header, msg=ImageFields(data=np.empty(0, np.uint8)))
             writer.write(connection, stamp_ns, self.store.serialize_cdr(self._to_rosbags(fields), IMAGE))

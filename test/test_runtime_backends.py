@@ -37,10 +37,11 @@ def frames():
     return real_frames(6)
 
 
-def assert_parity(bundle_dir, frames):
+def assert_parity(bundle_dir, frames, torch_device="cpu"):
     bundle = load_bundle(bundle_dir)
     inputs = Preprocessor.from_bundle(bundle, "center")(list(frames))
-    with make_backend(bundle, "onnxruntime") as ort_backend, make_backend(bundle, "torch") as torch_backend:
+    with make_backend(bundle, "onnxruntime") as ort_backend, \
+            make_backend(bundle, "torch", device=torch_device) as torch_backend:
         got, ref = ort_backend.encode(inputs), torch_backend.encode(inputs)
         assert set(got) == set(ref) == set(bundle.encoder_outputs)
         if bundle.is_vq:
@@ -82,6 +83,14 @@ def test_onnxruntime_matches_torch_on_shipped_bundles(bundle_dir, frames):
     if bundle_dir is None:
         pytest.skip("no bundles under models/ yet")
     assert_parity(bundle_dir, frames)
+
+
+@pytest.mark.parametrize("arch", ["TinyVAE", "VisionPuzzleVAE"])
+def test_torch_cuda_reference_matches_onnxruntime_cpu(bundles, frames, arch):
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("torch sees no CUDA device")
+    assert_parity(bundles[(arch, "fp32")], frames, torch_device="cuda:0")
 
 
 def test_uint8_frames_and_float_batches_give_the_same_latent(bundles, frames):

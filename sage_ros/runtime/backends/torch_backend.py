@@ -8,6 +8,7 @@ of an fp16 bundle measures the fp16 error itself. A bundle whose bundle.json say
 """
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import numpy as np
@@ -62,9 +63,24 @@ class TorchBackend(Backend):
                                f"(latent_dim={latent_dim}): {err}") from None
         return model.float()
 
+    @contextlib.contextmanager
+    def _full_fp32(self):
+        """No TF32 on CUDA while the reference runs: cuDNN convolutions default to TF32 on Ampere and later,
+        which moved TinyVAE's mu by 2.4e-4 on an H200 (above the fp32 tolerance of 1e-4)."""
+        if self.device_kind != "cuda":
+            yield
+            return
+        backends = self._torch.backends
+        saved = backends.cudnn.allow_tf32, backends.cuda.matmul.allow_tf32
+        backends.cudnn.allow_tf32 = backends.cuda.matmul.allow_tf32 = False
+        try:
+            yield
+        finally:
+            backends.cudnn.allow_tf32, backends.cuda.matmul.allow_tf32 = saved
+
     def _run_encoder(self, images: np.ndarray) -> dict[str, np.ndarray]:
         torch = self._torch
-        with torch.inference_mode():
+        with torch.inference_mode(), self._full_fp32():
             out = self.model.encode(torch.from_numpy(images).to(self._torch_device))
         if self.bundle.is_vq:
             return {"codes": out.cpu().numpy()}
@@ -73,7 +89,7 @@ class TorchBackend(Backend):
 
     def _run_decoder(self, latent: np.ndarray) -> np.ndarray:
         torch = self._torch
-        with torch.inference_mode():
+        with torch.inference_mode(), self._full_fp32():
             return self.model.decode(torch.from_numpy(latent).to(self._torch_device)).float().cpu().numpy()
 
     def describe(self) -> dict[str, Any]:

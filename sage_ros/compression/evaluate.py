@@ -223,12 +223,14 @@ def reconstruct(model, images_uint8_nhwc) -> np.ndarray:
 PCA_MAX_TRAIN_BYTES = 256 * 2 ** 20  # cap on the float32 training matrix (224 px images are 600 KB each)
 
 
-def pca_baseline(train_uint8: np.ndarray, test_uint8: np.ndarray, n_components: int, seed: int = 0) -> dict:
+def pca_baseline(train_uint8: np.ndarray, test_uint8: np.ndarray, n_components: int, seed: int = 0,
+                 return_basis: bool = False) -> dict:
     """Linear baseline with the same number of latent values: PCA fit on train, MSE/PSNR/SSIM on test.
 
     A model whose reconstruction is no better than this has learnt nothing a projection could not do.
     Fit by SVD of the centred training matrix (exact; the matrix is capped at PCA_MAX_TRAIN_BYTES by a seeded
-    subsample); n_components is capped at n_train - 1 and the cap is reported.
+    subsample); n_components is capped at n_train - 1 and the cap is reported. return_basis adds the
+    float32 "basis" (k x D) and "mean" (D) tensors, so that a caller can store them and report real bytes.
     """
     n, h, w, c = train_uint8.shape
     dim = h * w * c
@@ -246,5 +248,8 @@ def pca_baseline(train_uint8: np.ndarray, test_uint8: np.ndarray, n_components: 
     to_nchw = lambda a: a.reshape(len(test), h, w, c).permute(0, 3, 1, 2).double().clamp(0, 1)  # noqa: E731
     quality = _Quality()
     quality.add(to_nchw(t), to_nchw(recon))
-    return {"n_components": k, "n_components_requested": int(n_components), "n_train": int(len(x)),
-            **quality.summary()}
+    result = {"n_components": k, "n_components_requested": int(n_components), "n_train": int(len(x)),
+              **quality.summary()}
+    if return_basis:
+        result.update(basis=basis.contiguous(), mean=mean)
+    return result

@@ -1,47 +1,97 @@
-"""`sage-ros export`: a trained model (run directory or .safetensors + .json) -> model bundle(s), verified.
+"""`sage-ros export`: a model bundle (encoder.onnx + decoder.onnx + bundle.json) at one of four precisions.
 
-    sage-ros export --model runs/t64 --out models/tinyvae64 --precision fp32
-    sage-ros export --model runs/puzzle --out models/puzzle-fp16 --precision fp16 --metrics runs/puzzle/report.json
+    sage-ros export --model runs/t16 --precision fp32 --out models/tinyvae16_fp32
+    sage-ros export --model runs/t16 --precision int8 --calibrate-method percentile --out models/tinyvae16_int8
+    sage-ros export --model runs/t16 --precision int4 --group-size 64 --out models/tinyvae16_int4
 
-After writing, the bundle is loaded back (checksums, graph shapes) and onnxruntime is compared with the torch
-reference on real photographs; the command fails if they disagree beyond docs/runtime.md's tolerances.
+fp32 / fp16: sage_ros.compression.export.export_bundle. int8: static QDQ (onnxruntime quantize_static,
+per-channel, symmetric) calibrated on --calibration-split (val by default, never the test split).
+int4: INT4 weights in the graph for the Linear layers (opset-21 blocked DequantizeLinear -> MatMul), convolutions
+storage-only (see onnx_quant.py).
+
+After writing, the bundle is verified (the RUNTIME engineer's check, kept): fp32/fp16 are loaded back through
+sage_ros.runtime and onnxruntime is compared with the torch reference on real photographs within
+docs/runtime.md's tolerances; int4 graphs are compared with the torch INT4 model rebuilt from the bundle's
+storage file (same integers, same scales) within INT4_MAX_REL_L2; int8 QDQ graphs have no torch twin, so their
+check is a floor on mu cosine / code agreement vs the float model. With --evaluate, the bundle is also run
+with onnxruntime on the held-out split against the float torch model and those numbers are merged into
+bundle.json `metrics` (next to any --metrics file).
 """
 from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 from pathlib import Path
 
 import numpy as np
 
+from .datasets import SOURCES
+from .quantize_cmd import add_data_arguments, add_model_argument, created_by, load_float_model
+
+BUNDLE_FILES = ("encoder.onnx", "decoder.onnx", "bundle.json", "model.safetensors", "model.int4.safetensors")
 # Same thresholds as test/test_runtime_backends.py (docs/runtime.md "Tolerances").
 MAX_ABS_DIFF = {"fp32": 1e-4, "fp16": 2e-2}
-MIN_CODE_AGREEMENT = {"fp32": 0.999, "fp16": 0.95}
+MIN_CODE_AGREEMENT = {"fp32": 0.999, "fp16": 0.95, "int8": 0.5, "int4": 0.95}
+# int4 graph vs torch INT4 model: the weights are identical; onnxruntime's CPU MatMulNBits (the fused
+# DQ->MatMul) quantizes activations to int8 per block (accuracy level 4), which alone moves mu this much.
+INT4_MAX_REL_L2 = 0.05
+INT8_MIN_COSINE = 0.9
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, type=Path, help="run directory or model .safetensors")
-    parser.add_argument("--out", required=True, type=Path, help="bundle directory to write")
-    parser.add_argument("--name", default=None, help="bundle name (default: the --out folder name)")
-    parser.add_argument("--precision", choices=("fp32", "fp16"), default="fp32")
+    add_model_argument(parser)
+    parser.add_argument("--precision", choices=("fp32", "fp16", "int8", "int4"), required=True)
+    parser.add_argument("--out", type=Path, required=True, help="bundle directory, e.g. models/<name>")
+    parser.add_argument("--name", default=None, help="bundle name (default: the --out directory name)")
+    parser.add_argument("--opset", type=int, default=17, help="fp32/fp16/int8 graphs (int4 graphs are opset 21)")
     parser.add_argument("--metrics", type=Path, default=None, help="JSON file of held-out metrics to embed")
-    parser.add_argument("--opset", type=int, default=17)
     parser.add_argument("--no-verify", action="store_true", help="skip the onnxruntime-vs-torch check")
+    parser.add_argument("--progress-dir", type=Path, default=None,
+                        help="write progress.json here (not into the bundle, whose files are all hashed)")
+    g = parser.add_argument_group("int8 calibration")
+    g.add_argument("--calibration", choices=SOURCES, default="bundled", help="calibration image source")
+    g.add_argument("--calibration-path", default=None)
+    g.add_argument("--calibration-topic", default=None)
+    g.add_argument("--calibration-split", choices=("train", "val"), default="val")
+    g.add_argument("--calibration-count", type=int, default=256, help="calibration images")
+    g.add_argument("--calibrate-method", choices=("minmax", "entropy", "percentile"), default="minmax")
+    g.add_argument("--percentile", type=float, default=99.999, help="for --calibrate-method percentile")
+    g = parser.add_argument_group("int4")
+    g.add_argument("--group-size", type=int, default=64)
+    g.add_argument("--rounding", choices=("minmax", "mse"), default="mse")
+    parser.add_argument("--evaluate", action="store_true",
+                        help="measure the bundle on held-out data (--data/--split) into bundle.json metrics")
+    add_data_arguments(parser, limit=0)
+
+
+def _calibration_images(args, size: int):
+    from .datasets import load_images
+
+    return load_images(args.calibration, size, args.calibration_split, path=args.calibration_path,
+                       topic=args.calibration_topic, limit=args.calibration_count or None)
+
+
+def _clear_stale(out: Path) -> None:
+    """Remove bundle files a previous export left (write_bundle hashes every file in the directory)."""
+    for name in BUNDLE_FILES:
+        (out / name).unlink(missing_ok=True)
+
+
+def _photographs() -> list[np.ndarray]:
+    from skimage import data
+
+    return [data.astronaut(), data.chelsea(), data.coffee(), np.ascontiguousarray(data.rocket())]
 
 
 def verify(bundle_dir: Path) -> dict:
-    """Load the bundle back and compare onnxruntime with torch on real photographs; returns the numbers."""
-    from skimage import data
-
+    """fp32/fp16: onnxruntime vs torch through sage_ros.runtime (load_bundle checks checksums and shapes)."""
     from sage_ros.runtime.backends import make_backend
     from sage_ros.runtime.bundle import load_bundle
     from sage_ros.runtime.preprocess import Preprocessor
 
     bundle = load_bundle(bundle_dir)
-    frames = [data.astronaut(), data.chelsea(), data.coffee(), np.ascontiguousarray(data.rocket())]
-    inputs = Preprocessor.from_bundle(bundle, "center")(frames)
+    inputs = Preprocessor.from_bundle(bundle, "center")(_photographs())
     with make_backend(bundle, "onnxruntime") as ort_backend, make_backend(bundle, "torch") as torch_backend:
         got, ref = ort_backend.encode(inputs), torch_backend.encode(inputs)
     if bundle.is_vq:
@@ -53,21 +103,92 @@ def verify(bundle_dir: Path) -> dict:
     return {"max_abs_diff": diff, "ok": diff <= MAX_ABS_DIFF[bundle.precision] * scale}
 
 
-def run(args: argparse.Namespace) -> int:
-    from sage_ros.compression.checkpoints import load_model
-    from sage_ros.compression.export import export_bundle
+def verify_quantized(bundle_dir: Path, float_model) -> dict:
+    """int4: graph vs the torch INT4 model from the storage file; int8: graph vs the float model (a floor)."""
+    import cv2
 
-    model = load_model(args.model)
+    from sage_ros.runtime.bundle import load_bundle
+
+    from .evaluate import evaluate_pair
+    from .onnx_quant import torch_int4_model
+
+    bundle = load_bundle(bundle_dir)  # checksums + graph io, as the robot will load it
+    size = bundle.input_size[0]
+    images = np.stack([cv2.resize(im, (size, size), interpolation=cv2.INTER_AREA) for im in _photographs()])
+    if bundle.precision == "int4":
+        result = evaluate_pair(torch_int4_model(bundle_dir), bundle_dir, images)
+        if bundle.is_vq:
+            return {"code_agreement": result["code_agreement"] / 100,
+                    "ok": result["code_agreement"] / 100 >= MIN_CODE_AGREEMENT["int4"]}
+        return {"mu_rel_l2_vs_torch_int4": result["mu_rel_l2"], "ok": result["mu_rel_l2"] <= INT4_MAX_REL_L2}
+    result = evaluate_pair(float_model, bundle_dir, images)
+    if bundle.is_vq:
+        return {"code_agreement": result["code_agreement"] / 100,
+                "ok": result["code_agreement"] / 100 >= MIN_CODE_AGREEMENT["int8"]}
+    return {"mu_cosine_vs_float": result["mu_cosine"], "ok": result["mu_cosine"] >= INT8_MIN_COSINE}
+
+
+def export_any(model, out: Path, args) -> Path:
+    from . import export as fp_export
+    from .onnx_quant import export_int4_bundle, export_int8_bundle
+    from .quantize import Int4Config
+
+    name = args.name or out.name
+    cmd = created_by(args, "export")
     metrics = json.loads(args.metrics.read_text()) if args.metrics else {}
-    created_by = "sage-ros " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    out = export_bundle(model, args.out, name=args.name or args.out.name, precision=args.precision,
-                        metrics=metrics, created_by=created_by, opset=args.opset)
-    print(f"wrote {out} ({type(model).__name__}, {args.precision})")
-    if args.no_verify:
-        return 0
-    result = verify(out)
-    print(f"verify: {result}")
-    if not result["ok"]:
-        print("onnxruntime and torch disagree beyond the documented tolerance", file=sys.stderr)
-        return 1
+    if args.precision in ("fp32", "fp16"):
+        return fp_export.export_bundle(model, out, name=name, precision=args.precision, created_by=cmd,
+                                       opset=args.opset, metrics=metrics)
+    if args.precision == "int8":
+        cal = _calibration_images(args, model.image_size)
+        return export_int8_bundle(model, out, name=name, calibration_images=cal, method=args.calibrate_method,
+                                  percentile=args.percentile, created_by=cmd, metrics=metrics,
+                                  calibration_source=f"{args.calibration}/{args.calibration_split}")
+    return export_int4_bundle(model, out, name=name, created_by=cmd, metrics=metrics,
+                              config=Int4Config(group_size=args.group_size, rounding=args.rounding))
+
+
+def add_metrics(bundle_dir: Path, metrics: dict) -> None:
+    """Merge held-out metrics into bundle.json (the sha256 list covers the other files, not bundle.json)."""
+    from sage_ros.atomic import atomic_write_json
+
+    path = bundle_dir / "bundle.json"
+    meta = json.loads(path.read_text())
+    meta["metrics"] = {**meta.get("metrics", {}), **metrics}
+    atomic_write_json(path, meta)
+
+
+def run(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate_pair
+    from .progress import ProgressWriter
+    from .quantize_cmd import load_images_from_args
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    progress = ProgressWriter(args.progress_dir or out, "export", enabled=args.progress_dir is not None)
+    try:
+        progress.update("loading", 0, 3, force=True)
+        model = load_float_model(args.model)
+        _clear_stale(out)
+        progress.update(f"exporting {args.precision}", 1, 3, force=True)
+        export_any(model, out, args)
+        print(f"wrote {out} ({type(model).__name__}, {args.precision})")
+        if not args.no_verify:
+            result = verify(out) if args.precision in ("fp32", "fp16") else verify_quantized(out, model)
+            print(f"verify: {result}")
+            if not result["ok"]:
+                print("onnxruntime and torch disagree beyond the documented tolerance", file=sys.stderr)
+                progress.fail(f"verify failed: {result}")
+                return 1
+        if args.evaluate:
+            progress.update("evaluating", 2, 3, force=True)
+            images = load_images_from_args(args, model.image_size)
+            result = evaluate_pair(model, out, images, args.batch_size)
+            add_metrics(out, {"data": f"{args.data}/{args.split}", "runtime": "onnxruntime CPU (default options)",
+                              "vs": "float torch model", **result})
+        progress.finish()
+    except Exception as exc:
+        progress.fail(f"{type(exc).__name__}: {exc}")
+        raise
+    print(f"bundle: {out}")
     return 0

@@ -8,7 +8,8 @@ Schemes (all symmetric, so a zero weight stays exactly zero and no zero points a
 - INT8: one scale per output channel, q in [-127, 127].
 - INT4: one scale per group of `group_size` consecutive weights along the input dimension of each output
   row, q in [-8, 7], packed two per byte (low nibble first). A row whose length is not a multiple of the
-  group size gets a short last group (zero-padded for packing; zeros quantize to 0 exactly).
+  group size gets a short last group (its scale is searched over the real weights only; the file stores
+  fan_in weights per row, plus one zero nibble when fan_in is odd).
 Scales are stored in fp16 and the weights are quantized *with the fp16 scale*, so the dequantized weights
 in memory are bit-identical to the ones rebuilt from the file.
 
@@ -176,15 +177,18 @@ def quantize_rows(rows: torch.Tensor, cfg) -> dict:
     padded = torch.nn.functional.pad(rows, (0, n_groups * gs - fan_in))
     scale, q = search_scales(padded.reshape(-1, gs), -8, 7, cfg)
     deq = (q * scale).reshape(n_out, -1)[:, :fan_in]
-    return {"q": pack_int4(q.reshape(n_out, -1)), "scale": scale.reshape(n_out, n_groups).half(), "deq": deq}
+    # store only the real weights (+1 zero nibble if fan_in is odd), not the padding of the last group
+    q_stored = q.reshape(n_out, -1)[:, :fan_in + fan_in % 2]
+    return {"q": pack_int4(q_stored), "scale": scale.reshape(n_out, n_groups).half(), "deq": deq}
 
 
 def dequantize_rows(q: torch.Tensor, scale: torch.Tensor, scheme: str, fan_in: int, group_size: int | None):
     if scheme == "int8":
         return q.float() * scale.float()
-    n_out = q.shape[0]
-    values = unpack_int4(q).float().reshape(n_out, -1, group_size)
-    return (values * scale.float()[..., None]).reshape(n_out, -1)[:, :fan_in]
+    n_out, n_groups = scale.shape
+    values = unpack_int4(q).float()
+    values = torch.nn.functional.pad(values, (0, n_groups * group_size - values.shape[1]))
+    return (values.reshape(n_out, n_groups, group_size) * scale.float()[..., None]).reshape(n_out, -1)[:, :fan_in]
 
 
 def _tensor_report(name, module, weight, stored, cfg, minmax_mse) -> dict:

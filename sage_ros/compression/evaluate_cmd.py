@@ -1,0 +1,166 @@
+"""`sage-ros evaluate`: held-out evaluation of a trained float model against its compressed copies.
+
+    sage-ros evaluate --model runs/t16 --out runs/t16-eval [--bundle models/tinyvae16_int8 ...]
+
+Into --out: model.fp32.safetensors (the float reference file every ratio divides by), model.int8.safetensors,
+model.int4-minmax.safetensors, model.int4-mse.safetensors (each evaluated after being rebuilt from its file
+alone), pca.safetensors (the PCA baseline's basis), report.json (schema in docs/quantization.md), report.md,
+recon_grid.png (original / float / INT8 / INT4 / bundles) and rate_distortion.png (PSNR vs bytes).
+ONNX bundles given with --bundle are run with onnxruntime, so what is measured is the graph that ships.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+from pathlib import Path
+
+from .quantize_cmd import add_data_arguments, add_model_argument, created_by, load_float_model
+
+SCHEMA = "sage_ros.evaluate/1"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_model_argument(parser)
+    parser.add_argument("--out", type=Path, required=True, help="run directory to write into")
+    parser.add_argument("--group-size", type=int, default=64, help="INT4 group size")
+    parser.add_argument("--int8-rounding", choices=("minmax", "mse"), default="minmax")
+    parser.add_argument("--bundle", type=Path, action="append", default=[],
+                        help="also evaluate this ONNX bundle directory with onnxruntime (repeatable)")
+    parser.add_argument("--no-pca", action="store_true", help="skip the PCA baseline")
+    parser.add_argument("--pca-train-limit", type=int, default=4000, help="train images for the PCA fit")
+    parser.add_argument("--grid", type=int, default=8, help="images in recon_grid.png")
+    add_data_arguments(parser)
+
+
+def _torch_variants(group_size: int, int8_rounding: str) -> list[tuple[str, object]]:
+    from .quantize import Int4Config, Int8Config
+
+    return [("int8", Int8Config(rounding=int8_rounding)),
+            ("int4-minmax", Int4Config(group_size=group_size, rounding="minmax")),
+            ("int4-mse", Int4Config(group_size=group_size, rounding="mse"))]
+
+
+def _evaluate_torch_variant(model, name, config, out: Path, images, fp32_bytes, batch_size) -> tuple[dict, object]:
+    from .evaluate import evaluate_pair
+    from .quantize import config_to_dict, load_quantized, quantize_, save_quantized
+
+    path = save_quantized(quantize_(copy.deepcopy(model), config), out / f"model.{name}.safetensors")
+    loaded = load_quantized(path)  # evaluate what the file rebuilds, not the in-memory copy
+    size = path.stat().st_size
+    result = {"name": name, "kind": "torch", "file": path.name, "config": config_to_dict(config), "bytes": size,
+              "ratio_vs_fp32": fp32_bytes / size, **evaluate_pair(model, loaded, images, batch_size),
+              "weight_mse": loaded.quantization_report["weight_mse"],
+              "weight_mse_minmax": loaded.quantization_report["weight_mse_minmax"],
+              "tensors": loaded.quantization_report["tensors"]}
+    return result, loaded
+
+
+def _evaluate_bundle(model, bundle_dir: Path, images, fp32_bytes, batch_size) -> tuple[dict, object]:
+    from .evaluate import OnnxCodec, evaluate_pair
+
+    codec = OnnxCodec(bundle_dir)
+    meta = codec.meta
+    files = [bundle_dir / meta.get(part, {}).get("file", f"{part}.onnx") for part in ("encoder", "decoder")]
+    size = sum(f.stat().st_size for f in files)
+    quant = meta.get("quantization", {})
+    onnx_fp32 = sum(quant.get("onnx_bytes_fp32", {}).values()) or (size if meta["precision"] == "fp32" else None)
+    result = {"name": f"onnx-{meta['precision']} ({meta['name']})", "kind": "onnx", "bundle": str(bundle_dir),
+              "precision": meta["precision"], "bytes": size, "ratio_vs_fp32": fp32_bytes / size,
+              "ratio_vs_fp32_onnx": (onnx_fp32 / size) if onnx_fp32 else None,
+              "ratio_note": "bytes = encoder.onnx + decoder.onnx",
+              **evaluate_pair(model, codec, images, batch_size)}
+    return result, codec
+
+
+def _rounding_gain(variants: list[dict]) -> dict | None:
+    by_name = {v["name"]: v for v in variants}
+    if "int4-minmax" not in by_name or "int4-mse" not in by_name:
+        return None
+    keys = ("weight_mse", "mse", "psnr", "ssim", "mu_rel_l2")
+    mm, ms = ({k: by_name[n][k] for k in keys} for n in ("int4-minmax", "int4-mse"))
+    return {"minmax": mm, "mse": ms, "psnr_gain_db": ms["psnr"] - mm["psnr"],
+            "weight_mse_reduction_pct": 100.0 * (1 - ms["weight_mse"] / mm["weight_mse"])}
+
+
+def _pca(args, model, images, out: Path) -> dict:
+    """PCA with as many components as the model has latent values; its basis is saved so its size is real."""
+    from safetensors.torch import save_file
+
+    from sage_ros.atomic import atomic_path
+
+    from .evaluate import pca_baseline
+    from .quantize_cmd import load_images_from_args
+
+    k = 900 if hasattr(model, "num_codes") else int(model.latent_dim)  # VQ: 30 x 30 code values
+    train = load_images_from_args(args, model.image_size, split="train", limit=args.pca_train_limit)
+    result = pca_baseline(train, images, k, return_basis=True)
+    basis, mean = result.pop("basis"), result.pop("mean")
+    path = out / "pca.safetensors"
+    with atomic_path(path) as tmp:
+        save_file({"basis": basis.contiguous(), "mean": mean.contiguous()}, str(tmp))
+    result.update(file=path.name, bytes=path.stat().st_size)
+    return result
+
+
+def run(args: argparse.Namespace) -> int:
+    from sage_ros.atomic import atomic_write_json, atomic_write_text
+
+    from .evaluate import evaluate_single, reconstruct
+    from .progress import ProgressWriter
+    from .quantize import save_float
+    from .quantize_cmd import load_images_from_args
+    from .report import evaluate_markdown, plot_rate_distortion, plot_recon_grid
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    progress = ProgressWriter(out, "evaluate")
+    try:
+        model = load_float_model(args.model)
+        images = load_images_from_args(args, model.image_size)
+        steps = 3 + 3 + len(args.bundle)
+        progress.update("float reference", 0, steps, force=True)
+        fp32_path = save_float(model, out / "model.fp32.safetensors")
+        fp32_bytes = fp32_path.stat().st_size
+        reference = {"file": fp32_path.name, "bytes": fp32_bytes, **evaluate_single(model, images, args.batch_size)}
+        variants, grid_models = [], [("float", model)]
+        for i, (name, config) in enumerate(_torch_variants(args.group_size, args.int8_rounding)):
+            progress.update(f"quantize + evaluate {name}", 1 + i, steps, force=True)
+            result, loaded = _evaluate_torch_variant(model, name, config, out, images, fp32_bytes, args.batch_size)
+            variants.append(result)
+            if name in ("int8", "int4-mse"):
+                grid_models.append((name.upper().replace("-MSE", ""), loaded))
+        for i, bundle_dir in enumerate(args.bundle):
+            progress.update(f"bundle {bundle_dir}", 4 + i, steps, force=True)
+            result, codec = _evaluate_bundle(model, Path(bundle_dir), images, fp32_bytes, args.batch_size)
+            variants.append(result)
+            grid_models.append((result["name"].split(" ")[0], codec))
+        progress.update("PCA baseline", steps - 2, steps, force=True)
+        pca = None if args.no_pca else _pca(args, model, images, out)
+        progress.update("report", steps - 1, steps, force=True)
+        report = {
+            "schema": SCHEMA, "created_by": created_by(args, "evaluate"), "source_model": str(args.model),
+            "model": {"architecture": type(model).__name__, "latent_dim": int(model.latent_dim),
+                      "image_size": int(model.image_size)},
+            "data": {"source": args.data, "split": args.split, "n_images": int(len(images)),
+                     "size": int(model.image_size)},
+            "reference": reference, "variants": variants, "pca": pca, "rounding_gain": _rounding_gain(variants),
+        }
+        atomic_write_json(out / "report.json", report)
+        sample = images[: args.grid]
+        plot_recon_grid(out / "recon_grid.png",
+                        [("original", sample)] + [(label, reconstruct(m, sample)) for label, m in grid_models])
+        points = [{"label": "fp32", "bytes": fp32_bytes, "psnr": reference["psnr"], "kind": "reference"}]
+        points += [{"label": v["name"].split(" ")[0], "bytes": v["bytes"], "psnr": v["psnr"], "kind": v["kind"]}
+                   for v in variants]
+        if pca:
+            points.append({"label": f"PCA k={pca['n_components']}", "bytes": pca["bytes"], "psnr": pca["psnr"],
+                           "kind": "baseline"})
+        plot_rate_distortion(out / "rate_distortion.png", points,
+                             f"{type(model).__name__} L={model.latent_dim}, {args.data}/{args.split}")
+        atomic_write_text(out / "report.md", evaluate_markdown(report))
+        progress.finish()
+    except Exception as exc:
+        progress.fail(f"{type(exc).__name__}: {exc}")
+        raise
+    print(f"report: {out / 'report.md'}")
+    return 0

@@ -1,0 +1,272 @@
+"""Quantized ONNX bundles: INT8 weights + activations (static QDQ) and INT4 weight-only.
+
+INT8 (`export_int8_bundle`): the fp32 graphs of sage_ros.compression.export go through onnxruntime's
+`quant_pre_process` (shape inference + graph cleanup) and `quantize_static` with QuantFormat.QDQ, per-channel
+symmetric int8 weights and symmetric int8 activations (TensorRT 10 takes only symmetric Q/DQ; onnxruntime's CPU
+kernels take S8S8 too). Activation ranges come from a CalibrationDataReader over calibration images (the val
+split by default: never the test split the report is measured on). The decoder is calibrated on the float
+encoder's mu (codes for the VQ model) of the same images. Calibration method MinMax / Entropy / Percentile.
+For VisionPuzzleVAE the nearest-codebook search (MatMul/ArgMin after the last Conv) stays float: quantizing
+distances flips codes for no size gain.
+
+INT4 (`export_int4_bundle`): the model is quantized with quantize.Int4Config (group-wise, fp16-representable
+scales), exported as fp32 ONNX, converted to opset 21, and every Linear's MatMul weight is replaced by an
+opset-21 `DequantizeLinear(int4 weight [K, N], scale [ceil(K / group), N], axis=0, block_size=group)` feeding
+the MatMul: 4-bit weights in the graph, the exact same integers and scales as the torch INT4 model. TensorRT 10
+runs this pattern as INT4 weight-only GEMM; onnxruntime's CPU provider fuses it into MatMulNBits. Convolutions
+have no INT4 kernels anywhere (TensorRT included), so they are INT4 *storage-only*: the graph holds their
+dequantized float values and the bundle ships the packed INT4 copy (model.int4.safetensors, loadable with
+quantize.load_quantized). bundle.json `quantization` lists which layers are which and the measured bytes.
+Graph scales are float32 (the fp16 values widened): a float16 scale would make DequantizeLinear output float16
+and need a Cast, which breaks both runtimes' DQ->MatMul fusion. That costs 0.5 bit per weight at group 64
+(4.5 bits -> 7.1x vs fp32), against 7.5x for the fp16-scale safetensors file.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from torch import nn
+
+from sage_ros.atomic import atomic_path
+
+from . import export as fp_export
+from .quantize import Int4Config, quantize_, save_quantized, unpack_int4
+
+CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+INT4_OPSET = 21
+INT4_STORAGE_FILE = "model.int4.safetensors"
+
+
+class OnnxQuantError(ValueError):
+    """A graph or calibration set that cannot be quantized as asked."""
+
+
+# ---------------------------------------------------------------- INT8 static QDQ
+
+class ArrayCalibrationReader:
+    """onnxruntime CalibrationDataReader over a float32 array, in batches (the reader protocol: get_next()
+    returns one feed dict or None at the end; rewind() restarts)."""
+
+    def __init__(self, input_name: str, array: np.ndarray, batch_size: int = 32):
+        self.input_name, self.array, self.batch_size = input_name, array, batch_size
+        self._pos = 0
+
+    def get_next(self):
+        if self._pos >= len(self.array):
+            return None
+        batch = self.array[self._pos:self._pos + self.batch_size]
+        self._pos += self.batch_size
+        return {self.input_name: batch}
+
+    def rewind(self):
+        self._pos = 0
+
+
+def _calibration_method(name: str):
+    from onnxruntime.quantization import CalibrationMethod
+
+    methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+               "percentile": CalibrationMethod.Percentile}
+    if name not in methods:
+        raise OnnxQuantError(f"calibration method must be one of {CALIBRATION_METHODS}, got {name!r}")
+    return methods[name]
+
+
+def _vq_search_nodes(path: Path) -> list[str]:
+    """Names of the nodes after the last Conv of a VisionPuzzleVAE encoder (the codebook search)."""
+    import onnx
+
+    nodes = list(onnx.load(str(path)).graph.node)
+    last_conv = max(i for i, n in enumerate(nodes) if n.op_type == "Conv")
+    return [n.name for n in nodes[last_conv + 1:]]
+
+
+def quantize_graph_int8(fp32_path: Path, out_path: Path, input_name: str, calibration: np.ndarray, *,
+                        method: str = "minmax", percentile: float = 99.999, exclude: list[str] | None = None,
+                        batch_size: int = 32) -> None:
+    """quant_pre_process + quantize_static (QDQ, per-channel, symmetric int8) of one graph file."""
+    from onnxruntime.quantization import QuantFormat, QuantType, quant_pre_process, quantize_static
+
+    calibrate_method = _calibration_method(method)
+    with tempfile.TemporaryDirectory(prefix="sage_int8_") as tmp:
+        pre = Path(tmp) / "pre.onnx"
+        quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
+        extra = {"ActivationSymmetric": True, "WeightSymmetric": True}
+        if method == "percentile":
+            extra["CalibPercentile"] = percentile
+        out_tmp = Path(tmp) / "q.onnx"
+        quantize_static(str(pre), str(out_tmp), ArrayCalibrationReader(input_name, calibration, batch_size),
+                        quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QInt8,
+                        weight_type=QuantType.QInt8, calibrate_method=calibrate_method,
+                        nodes_to_exclude=exclude or [], extra_options=extra)
+        with atomic_path(out_path, suffix=".onnx") as final:
+            shutil.copyfile(out_tmp, final)
+
+
+def _calibration_inputs(model: nn.Module, images_uint8: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(encoder input in the model's range, decoder input = float encoder's mu or codes) for calibration."""
+    from .evaluate import TorchCodec, check_images, to_input
+
+    codec = TorchCodec(model)
+    images = check_images(images_uint8, codec.image_size)
+    x = to_input(images, codec.input_range)
+    model.eval()
+    latents = [codec.encode(x[i:i + 64]) for i in range(0, len(x), 64)]
+    key = "codes" if codec.is_vq else "mu"
+    z = np.concatenate([lat[key] for lat in latents])
+    return x, (z.astype(np.int64) if codec.is_vq else z.astype(np.float32))
+
+
+def export_int8_bundle(model: nn.Module, out_dir, *, name: str, calibration_images: np.ndarray,
+                       method: str = "minmax", percentile: float = 99.999, metrics: dict | None = None,
+                       created_by: str = "sage_ros.compression.onnx_quant", calibration_source: str = "") -> Path:
+    """Write a bundle with static-QDQ INT8 encoder.onnx / decoder.onnx; returns out_dir."""
+    out_dir = Path(out_dir)
+    architecture = fp_export.architecture_of(model)
+    model = copy.deepcopy(model).eval().float()
+    x, z = _calibration_inputs(model, calibration_images)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="sage_fp32_") as tmp:
+        fp_export.export_onnx(model, tmp, precision="fp32")
+        fp32_bytes = {p: (Path(tmp) / p).stat().st_size for p in (fp_export.ENCODER_FILE, fp_export.DECODER_FILE)}
+        exclude = _vq_search_nodes(Path(tmp) / fp_export.ENCODER_FILE) if architecture == "VisionPuzzleVAE" else []
+        quantize_graph_int8(Path(tmp) / fp_export.ENCODER_FILE, out_dir / fp_export.ENCODER_FILE, "image", x,
+                            method=method, percentile=percentile, exclude=exclude)
+        quantize_graph_int8(Path(tmp) / fp_export.DECODER_FILE, out_dir / fp_export.DECODER_FILE, "z", z,
+                            method=method, percentile=percentile)
+    onnx_bytes = {p: (out_dir / p).stat().st_size for p in fp32_bytes}
+    extra = {
+        "latent_dim": int(model.latent_dim),
+        "quantization": {
+            "scheme": "int8-qdq-static", "weights": "int8 per-output-channel symmetric",
+            "activations": "int8 per-tensor symmetric", "calibration_method": method,
+            **({"calibration_percentile": percentile} if method == "percentile" else {}),
+            "calibration_images": int(len(x)), "calibration_source": calibration_source,
+            "float_nodes": exclude, "onnx_bytes": onnx_bytes, "onnx_bytes_fp32": fp32_bytes,
+            "onnx_ratio_vs_fp32": sum(fp32_bytes.values()) / sum(onnx_bytes.values()),
+        },
+    }
+    if architecture == "VisionPuzzleVAE":
+        extra["num_codes"] = int(model.num_codes)
+    fp_export.write_bundle(out_dir, name=name, architecture=architecture, precision="int8",
+                           input_spec=fp_export.input_spec_of(model), latent_shape=fp_export.latent_shape_of(model),
+                           metrics=metrics, created_by=created_by, extra=extra)
+    return out_dir
+
+
+# ---------------------------------------------------------------- INT4 weight-only
+
+def _int4_matmul_weights(module: nn.Linear) -> tuple[np.ndarray, np.ndarray]:
+    """A quantize_'d Linear as the ONNX MatMul B operand: int4 values [K, N] and float32 scales [G, N]."""
+    stored = module._sage_quant
+    k = stored["fan_in"]
+    q = unpack_int4(stored["q"])[:, :k].numpy()           # [N, K] (row = output channel)
+    scale = stored["scale"].float().numpy()               # [N, G] fp16 values, widened
+    return np.ascontiguousarray(q.T), np.ascontiguousarray(scale.T)
+
+
+def int4_rewrite(onnx_path: Path, linears: dict[str, nn.Linear], group_size: int) -> dict:
+    """Rewrite one fp32 graph in place: opset 21, Linear MatMul weights -> int4 DequantizeLinear.
+
+    `linears` maps module names (as in `model.<name>.weight_t`, the export's initializer names) to
+    quantize_'d nn.Linear modules. Returns {module name: {"int4_bytes", "scale_bytes", "fp32_bytes"}}.
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper, version_converter
+
+    model = version_converter.convert_version(onnx.load(str(onnx_path)), INT4_OPSET)
+    graph = model.graph
+    inits = {init.name: init for init in graph.initializer}
+    matmul_b = {n.input[1] for n in graph.node if n.op_type == "MatMul"}
+    done, new_nodes = {}, []
+    for name, module in linears.items():
+        init_name = f"model.{name}.weight_t"
+        if init_name not in inits or init_name not in matmul_b:
+            continue  # this Linear is not in this graph (encoder vs decoder)
+        q, scale = _int4_matmul_weights(module)
+        fp32_values = numpy_helper.to_array(inits[init_name])
+        expected = q.astype(np.float32) * np.repeat(scale, group_size, axis=0)[: q.shape[0]]
+        if fp32_values.shape != q.shape or not np.array_equal(fp32_values, expected):
+            raise OnnxQuantError(f"{onnx_path.name}: {init_name} does not hold the INT4 model's weights")
+        q_init = helper.make_tensor(f"{init_name}_int4", TensorProto.INT4, list(q.shape), q.flatten().tolist())
+        s_init = numpy_helper.from_array(scale.astype(np.float32), f"{init_name}_scale")
+        graph.initializer.remove(inits[init_name])
+        graph.initializer.extend([q_init, s_init])
+        # the DQ output keeps the old initializer's name, so the MatMul is untouched
+        new_nodes.append(helper.make_node("DequantizeLinear", [q_init.name, s_init.name], [init_name],
+                                          name=f"{name}_dq_int4", axis=0, block_size=group_size))
+        done[name] = {"shape_KN": list(q.shape), "int4_bytes": len(q_init.raw_data) or (q.size + 1) // 2,
+                      "scale_bytes": scale.size * 4, "fp32_bytes": q.size * 4}
+    for node in reversed(new_nodes):
+        graph.node.insert(0, node)
+    onnx.checker.check_model(model)
+    with atomic_path(onnx_path, suffix=".onnx") as tmp:
+        onnx.save(model, str(tmp))
+    return done
+
+
+def export_int4_bundle(model: nn.Module, out_dir, *, name: str, config: Int4Config | None = None,
+                       metrics: dict | None = None, created_by: str = "sage_ros.compression.onnx_quant") -> Path:
+    """Write a bundle: encoder/decoder ONNX with INT4 Linear weights in the graph, convolutions storage-only
+    (float in the graph, packed INT4 in model.int4.safetensors). `model` is the float model; it is not changed."""
+    config = config or Int4Config()
+    out_dir = Path(out_dir)
+    architecture = fp_export.architecture_of(model)
+    float_model = copy.deepcopy(model).eval().float()
+    qmodel = quantize_(copy.deepcopy(float_model), config)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="sage_fp32_") as tmp:
+        fp_export.export_onnx(float_model, tmp, precision="fp32")
+        fp32_bytes = {p: (Path(tmp) / p).stat().st_size for p in (fp_export.ENCODER_FILE, fp_export.DECODER_FILE)}
+    fp_export.export_onnx(qmodel, out_dir, precision="fp32")
+    linears = {n: m for n, m in qmodel.named_modules() if isinstance(m, nn.Linear)}
+    in_graph = {}
+    for part in (fp_export.ENCODER_FILE, fp_export.DECODER_FILE):
+        in_graph.update(int4_rewrite(out_dir / part, linears, config.group_size))
+    missing = set(linears) - set(in_graph)
+    if missing:
+        raise OnnxQuantError(f"Linear layers not found as MatMul weights in the graphs: {sorted(missing)}")
+    save_quantized(qmodel, out_dir / INT4_STORAGE_FILE)
+    storage_only = [t["tensor"].removesuffix(".weight") for t in qmodel.quantization_report["tensors"]
+                    if t["module"] != "Linear"]
+    onnx_bytes = {p: (out_dir / p).stat().st_size for p in fp32_bytes}
+    lin_fp32 = sum(v["fp32_bytes"] for v in in_graph.values())
+    lin_int4 = sum(v["int4_bytes"] + v["scale_bytes"] for v in in_graph.values())
+    extra = {
+        "latent_dim": int(model.latent_dim),
+        "quantization": {
+            "scheme": "int4-weight-only", "group_size": config.group_size, "rounding": config.rounding,
+            "int4_in_graph": sorted(in_graph), "int4_in_graph_detail": in_graph,
+            "int4_storage_only": storage_only, "storage_file": INT4_STORAGE_FILE,
+            "graph_scale_dtype": "float32",
+            "onnx_bytes": onnx_bytes, "onnx_bytes_fp32": fp32_bytes,
+            "onnx_ratio_vs_fp32": sum(fp32_bytes.values()) / sum(onnx_bytes.values()),
+            "int4_linear_bytes": lin_int4, "fp32_linear_bytes": lin_fp32,
+            "int4_linear_ratio": (lin_fp32 / lin_int4) if lin_int4 else None,
+            "storage_file_bytes": (out_dir / INT4_STORAGE_FILE).stat().st_size,
+        },
+    }
+    if architecture == "VisionPuzzleVAE":
+        extra["num_codes"] = int(model.num_codes)
+    fp_export.write_bundle(out_dir, name=name, architecture=architecture, precision="int4",
+                           input_spec=fp_export.input_spec_of(model), latent_shape=fp_export.latent_shape_of(model),
+                           metrics=metrics, created_by=created_by, extra=extra)
+    return out_dir
+
+
+def read_quantization(bundle_dir) -> dict:
+    return json.loads((Path(bundle_dir) / fp_export.BUNDLE_FILE).read_text()).get("quantization", {})
+
+
+def torch_int4_model(bundle_dir) -> nn.Module:
+    """The torch model an INT4 bundle's storage file rebuilds (same weights as its graph)."""
+    from .quantize import load_quantized
+
+    return load_quantized(Path(bundle_dir) / INT4_STORAGE_FILE)
+
+

@@ -1,0 +1,161 @@
+"""Report writers for quantize / evaluate: markdown tables and PNG plots (matplotlib, Agg backend, atomic).
+
+The report.json schemas are documented in docs/quantization.md; this module only renders them.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from sage_ros.atomic import atomic_path
+
+
+def _fmt(value, digits: int = 4) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}g}" if abs(value) < 1e-3 or abs(value) >= 1e5 else f"{value:.{digits}f}"
+    return str(value)
+
+
+def _table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def tensor_table(tensors: list[dict]) -> str:
+    rows = [[t["tensor"], t["module"], "x".join(map(str, t["shape"])), t["scheme"], t.get("group_size"),
+             t["rounding"], t["float32_bytes"], t["quantized_bytes"], t["weight_mse"], t["weight_mse_minmax"]]
+            for t in tensors]
+    return _table(["tensor", "layer", "shape", "scheme", "group", "rounding", "fp32 B", "quantized B",
+                   "weight MSE", "weight MSE (min/max)"], rows)
+
+
+def quantize_markdown(report: dict) -> str:
+    cfg = report["config"]
+    lines = [
+        f"# Weight quantization: {report['architecture']} L={report['latent_dim']}, {cfg['scheme']}",
+        "", f"Command: `{report['created_by']}`", "",
+        f"Config: {cfg}", "",
+        f"File bytes: quantized {report['bytes']['quantized']:,} vs fp32 {report['bytes']['fp32']:,} "
+        f"-> **{report['ratio_vs_fp32']:.2f}x** (real safetensors files, scales and float tensors included).", "",
+        f"Weight MSE over all quantized weights: {_fmt(report['weight_mse'])} "
+        f"(plain min/max scales: {_fmt(report['weight_mse_minmax'])}).", "",
+    ]
+    if "evaluation" in report:
+        ev = report["evaluation"]
+        lines += [f"## Held-out evaluation ({ev['data']} / {ev['split']}, {ev['n_images']} images)", "",
+                  _table(["model", "MSE", "PSNR dB", "SSIM", "mu rel L2", "mu cosine"],
+                         [["float", ev["reference"]["mse"], ev["reference"]["psnr"], ev["reference"]["ssim"],
+                           None, None],
+                          [cfg["scheme"], ev["mse"], ev["psnr"], ev["ssim"], ev["mu_rel_l2"], ev["mu_cosine"]]]),
+                  ""]
+        if "code_agreement" in ev:
+            lines += [f"Code agreement with the float model: {ev['code_agreement']:.2f} %", ""]
+    lines += ["## Every tensor", "", tensor_table(report["tensors"]), "",
+              "Kept in float32 (not Conv/ConvTranspose/Linear weights): " +
+              ", ".join(k["tensor"] for k in report["kept_float"]), ""]
+    return "\n".join(lines)
+
+
+def evaluate_markdown(report: dict) -> str:
+    ref = report["reference"]
+    lines = [
+        f"# Held-out evaluation: {report['model']['architecture']} L={report['model']['latent_dim']}",
+        "", f"Command: `{report['created_by']}`", "",
+        f"Data: {report['data']['source']} / {report['data']['split']}, {report['data']['n_images']} images at "
+        f"{report['data']['size']} px; float and compressed models are separate copies, deterministic path "
+        "(eval mode, z = mu). PSNR is the mean of per-image PSNR on [0, 1]; SSIM uses an 11x11 Gaussian "
+        "window, sigma 1.5 (Wang et al. 2004).", "",
+    ]
+    header = ["model", "kind", "bytes", "ratio vs fp32", "MSE", "PSNR dB", "SSIM", "mu rel L2", "mu cosine"]
+    vq = any("code_agreement" in v for v in report["variants"])
+    if vq:
+        header.append("code agree %")
+    rows = [["fp32", "torch", ref["bytes"], 1.0, ref["mse"], ref["psnr"], ref["ssim"], 0.0, 1.0]
+            + ([100.0] if vq else [])]
+    for v in report["variants"]:
+        rows.append([v["name"], v["kind"], v["bytes"], v["ratio_vs_fp32"], v["mse"], v["psnr"], v["ssim"],
+                     v["mu_rel_l2"], v["mu_cosine"]] + ([v.get("code_agreement")] if vq else []))
+    if report.get("pca"):
+        p = report["pca"]
+        rows.append([f"PCA k={p['n_components']}", "baseline", p["bytes"], None, p["mse"], p["psnr"], p["ssim"],
+                     None, None] + ([None] if vq else []))
+    lines += [_table(header, rows), ""]
+    lines += ["Ratios divide the real fp32 safetensors file by each file (ONNX bundles: encoder + decoder "
+              "bytes; their ratio is against the fp32 ONNX pair where known, see `ratio_note`).", ""]
+    gain = report.get("rounding_gain")
+    if gain:
+        lines += ["## MSE-optimal clipping vs plain min/max (INT4)", "",
+                  _table(["rounding", "weight MSE", "recon MSE", "PSNR dB", "mu rel L2"],
+                         [["min/max", gain["minmax"]["weight_mse"], gain["minmax"]["mse"], gain["minmax"]["psnr"],
+                           gain["minmax"]["mu_rel_l2"]],
+                          ["mse search", gain["mse"]["weight_mse"], gain["mse"]["mse"], gain["mse"]["psnr"],
+                           gain["mse"]["mu_rel_l2"]]]),
+                  "", f"Weight MSE reduced {gain['weight_mse_reduction_pct']:.1f} %; "
+                      f"PSNR change {gain['psnr_gain_db']:+.3f} dB.", ""]
+    if report.get("pca"):
+        p = report["pca"]
+        lines += [f"PCA baseline: {p['n_components']} components (requested {p['n_components_requested']}, "
+                  f"= the model's latent values), fit on {p['n_train']} {report['data']['source']} train images.",
+                  ""]
+    lines += ["![reconstructions](recon_grid.png)", "", "![rate-distortion](rate_distortion.png)", ""]
+    for v in report["variants"]:
+        if v.get("tensors") and v["name"] in ("int8", "int4-mse"):
+            lines += [f"## {v['name']}: every tensor", "", tensor_table(v["tensors"]), ""]
+    return "\n".join(lines)
+
+
+def _savefig(fig, path: Path) -> None:
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_recon_grid(path, rows: list[tuple[str, np.ndarray]]) -> Path:
+    """One row per (label, uint8 NHWC images): original / float / INT8 / INT4 ..."""
+    plt = _pyplot()
+    n_rows, n_cols = len(rows), max(len(images) for _, images in rows)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(1.3 * n_cols + 1.2, 1.3 * n_rows), squeeze=False)
+    for r, (label, images) in enumerate(rows):
+        for c in range(n_cols):
+            ax = axes[r][c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c < len(images):
+                ax.imshow(images[c], interpolation="nearest")
+            if c == 0:
+                ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
+    fig.subplots_adjust(wspace=0.05, hspace=0.05)
+    _savefig(fig, Path(path))
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_rate_distortion(path, points: list[dict], title: str = "") -> Path:
+    """PSNR vs model bytes (log x) for each variant; `points` = [{"label", "bytes", "psnr", "kind"}]."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    markers = {"torch": "o", "onnx": "s", "baseline": "x", "reference": "*"}
+    for i, p in enumerate(points):
+        ax.scatter(p["bytes"], p["psnr"], marker=markers.get(p.get("kind"), "o"), s=60)
+        offset = (5, 4 + 9 * (i % 3))  # staggered labels: neighbouring points often share a PSNR
+        ax.annotate(p["label"], (p["bytes"], p["psnr"]), textcoords="offset points", xytext=offset, fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xlabel("model bytes on disk (log)")
+    ax.set_ylabel("held-out PSNR (dB)")
+    ax.set_title(title or "rate-distortion")
+    ax.grid(True, which="both", alpha=0.3)
+    _savefig(fig, Path(path))
+    plt.close(fig)
+    return Path(path)

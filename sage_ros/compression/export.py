@@ -168,6 +168,16 @@ def _save_weights(model: nn.Module, path: Path) -> None:
                                              "latent_dim": str(model.latent_dim)})
 
 
+def save_reference_weights(model: nn.Module, out_dir: str | Path) -> Path:
+    """Write out_dir/model.safetensors: the float32 state_dict the torch backend rebuilds the model from (the
+    parity reference). Call it before write_bundle, which then records `torch_weights`. For quantized bundles
+    pass the model whose weights the graph holds (dequantized) or the float model, and say which in `extra`."""
+    path = Path(out_dir) / WEIGHTS_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _save_weights(model, path)
+    return path
+
+
 def export_onnx(model: nn.Module, out_dir: str | Path, *, precision: str = "fp32", opset: int = 17) -> dict:
     """Write encoder.onnx and decoder.onnx for `model` into out_dir; returns the io description for bundle.json."""
     if precision not in ("fp32", "fp16"):

@@ -4,7 +4,8 @@ with pre-allocated device buffers, set_tensor_address and execute_async_v3 on on
 Needs the `tensorrt` Python package (TensorRT 10.x; JetPack 6 ships 10.3) and cuda-python for device memory.
 Precision: fp32 bundles build FP32 engines unless fp16=True is asked; fp16 bundles set the FP16 flag; int8
 bundles are QDQ graphs (explicit quantization, no calibrator), built with the INT8 + FP16 flags; int4 bundles
-build like fp16 (TensorRT's INT4 is weight-only for MatMul and needs INT4 DequantizeLinear blocks in the graph).
+(opset 21, block INT4 DequantizeLinear in front of the Linear MatMuls, convolutions float) build with FP16 and
+TensorRT takes the INT4 weights from the graph (weight-only; there is no INT4 convolution).
 TensorRT 8.x (Jetson Nano, JetPack 4.6) is not supported by this module: it lacks the name-based tensor API.
 """
 from __future__ import annotations
@@ -94,7 +95,7 @@ class _Engine:
             self.context.set_input_shape(name, host.shape)
             _check(cudart, cudart.cudaMemcpyAsync(self.buffers[name], host.ctypes.data, host.nbytes, h2d,
                                                   self.stream), "cudaMemcpyAsync H2D")
-        if not self.context.execute_async_v3(self.stream):
+        if not self.context.execute_async_v3(stream_handle=int(self.stream)):  # cudaStream_t -> raw handle
             raise BackendError("TensorRT execute_async_v3 failed")
         results = {}
         for name in self.outputs:

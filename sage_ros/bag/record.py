@@ -40,6 +40,7 @@ class RecordSummary:
     types: dict = field(default_factory=dict)  # topic -> msgtype
     qos: dict = field(default_factory=dict)  # topic -> "reliable" | "best_effort"
     unresolved: list = field(default_factory=list)
+    skipped: dict = field(default_factory=dict)  # topic -> why it could not be recorded
     wall_s: float = 0.0
     stopped_by: str = ""
 
@@ -50,6 +51,8 @@ class RecordSummary:
             lines.append(f"  {topic} [{msgtype}, {self.qos[topic]}]: {self.received[topic]}")
         for topic in self.unresolved:
             lines.append(f"  {topic}: never published while recording (not in the bag)")
+        for topic, reason in self.skipped.items():
+            lines.append(f"  {topic}: not recorded ({reason})")
         return lines
 
 
@@ -98,11 +101,15 @@ class BagRecorder:
     def _resolve_pending(self) -> None:
         graph = dict(self.node.get_topic_names_and_types())
         for topic in [t for t in self.pending if t in graph]:
-            types = graph[topic]
-            if len(types) != 1:
-                raise BagError(f"topic {topic} is published with several types {types}; cannot record it")
-            self._subscribe(topic, types[0])
             self.pending.remove(topic)
+            types = graph[topic]
+            try:
+                if len(types) != 1:
+                    raise BagError(f"topic {topic} is published with several types {types}")
+                self._subscribe(topic, types[0])
+            except BagError as exc:  # keep recording the other topics rather than lose the whole bag
+                self.summary.skipped[topic] = str(exc)
+                print(f"sage-ros bag record: not recording {topic}: {exc}", file=sys.stderr, flush=True)
 
     def _subscribe(self, topic: str, msgtype: str) -> None:
         reliable, transient = self._publisher_qos(topic)
@@ -112,11 +119,12 @@ class BagRecorder:
             durability=DurabilityPolicy.TRANSIENT_LOCAL if transient else DurabilityPolicy.VOLATILE,
         )
         if msgtype not in self.store.types:
-            raise BagError(f"topic {topic}: type {msgtype} has no message definition in the Kilted type store")
+            raise BagError(f"type {msgtype} has no message definition in the Kilted type store")
+        message_type = message_class(msgtype)  # before add_connection: a type not installed here is skipped whole
         connection = self.writer.add_connection(
             topic, msgtype, typestore=self.store, offered_qos_profiles=[bag_qos(reliable, self.options.depth, transient)])
         callback = lambda data, conn=connection: self._on_message(conn, data)  # noqa: E731 (binds the connection)
-        self.subscriptions.append(self.node.create_subscription(message_class(msgtype), topic, callback, qos, raw=True))
+        self.subscriptions.append(self.node.create_subscription(message_type, topic, callback, qos, raw=True))
         self.summary.types[topic] = msgtype
         self.summary.qos[topic] = "reliable" if reliable else "best_effort"
 

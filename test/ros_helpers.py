@@ -37,7 +37,7 @@ def camera_frames(count: int = 6, stride: int = 25) -> np.ndarray:
         return real_frames(count)
 
 
-def wait_for(predicate, timeout: float, interval: float = 0.02):
+def wait_for(predicate, timeout: float, interval: float = 0.02, what: str = ""):
     """Poll until predicate() is truthy; return its value, or raise AssertionError on timeout."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -45,7 +45,7 @@ def wait_for(predicate, timeout: float, interval: float = 0.02):
         if value:
             return value
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {getattr(predicate, '__name__', predicate)}")
+    raise AssertionError(f"timed out after {timeout} s waiting for {what or getattr(predicate, '__name__', predicate)}")
 
 
 class NodeProcess:
@@ -68,7 +68,7 @@ class NodeProcess:
             if self.process.poll() is not None and text not in self.log():
                 raise AssertionError(f"node exited ({self.process.returncode}) before logging {text!r}:\n{self.log()}")
             return text in self.log()
-        wait_for(seen, timeout)
+        wait_for(seen, timeout, what=f"{text!r} in {self.log_path}")
         return self.log()
 
     def stop(self) -> None:
@@ -80,6 +80,14 @@ class NodeProcess:
                 self.process.kill()
                 self.process.wait(timeout=5)
         self._log.close()
+
+
+class Inbox(list):
+    subscription = None
+
+    def matched(self) -> bool:
+        """True once a publisher is matched (volatile topics: only then can nothing published be missed)."""
+        return self.subscription.get_publisher_count() > 0
 
 
 class TestGraph:
@@ -108,14 +116,14 @@ class TestGraph:
         except (ExternalShutdownException, Exception):  # noqa: BLE001 - ends with the context
             pass
 
-    def collect(self, msg_type, topic: str, qos=10) -> list:
-        """Subscribe and return the list the messages are appended to."""
-        received: list = []
+    def collect(self, msg_type, topic: str, qos=10) -> "Inbox":
+        """Subscribe and return the list the messages are appended to (.subscription: the subscription)."""
+        received = Inbox()
 
         def append(msg):
             with self.lock:
                 received.append(msg)
-        self.node.create_subscription(msg_type, topic, append, qos)
+        received.subscription = self.node.create_subscription(msg_type, topic, append, qos)
         return received
 
     def call(self, client, request, timeout: float = 10.0):

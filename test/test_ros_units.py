@@ -97,6 +97,18 @@ def test_node_declares_every_parameter_with_its_descriptor():
         rclpy.try_shutdown(context=context)
 
 
+def test_qos_defaults_are_sensor_data_in_and_reliable_out():
+    from rclpy.qos import HistoryPolicy, ReliabilityPolicy
+
+    from sage_ros.ros.qos import input_qos, output_qos
+
+    default_in = input_qos(P.SPECS["qos_reliability"].default, P.SPECS["qos_depth"].default)
+    assert (default_in.reliability, default_in.history, default_in.depth) == (
+        ReliabilityPolicy.BEST_EFFORT, HistoryPolicy.KEEP_LAST, 1)
+    assert input_qos("reliable", 5).reliability == ReliabilityPolicy.RELIABLE
+    assert output_qos().reliability == ReliabilityPolicy.RELIABLE
+
+
 # --- latest frame wins ----------------------------------------------------------------------------------------
 
 def test_slots_keep_only_the_newest_frame_per_camera_and_count_drops():
@@ -191,7 +203,7 @@ def test_stats_rates_percentiles_and_levels():
     stats.error("bad frame: short data", "bad_frames")
     now[0] += 1.0
     snap = stats.snapshot()
-    assert snap.new == {"received": 0, "published": 0, "dropped": 0, "bad_frames": 1, "errors": 0,
+    assert snap.new == {"received": 0, "published": 0, "dropped": 0, "lost": 0, "bad_frames": 1, "errors": 0,
                         "publish_errors": 0}
     assert level_and_message(snap, active=True)[0] == b"\x01"
     stats.error("inference: boom")

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
-COUNTERS = ("received", "published", "dropped", "bad_frames", "errors", "publish_errors")
+COUNTERS = ("received", "published", "dropped", "lost", "bad_frames", "errors", "publish_errors")
 
 
 @dataclass
@@ -83,6 +83,9 @@ def level_and_message(snap: Snapshot, active: bool) -> tuple[bytes, str]:
         return DiagnosticStatus.ERROR, f"errors in the last interval: {snap.last_error}"
     if snap.new["bad_frames"]:
         return DiagnosticStatus.WARN, f"{snap.new['bad_frames']} bad input frames in the last interval"
+    if snap.new["lost"]:
+        return DiagnosticStatus.WARN, (f"{snap.new['lost']} frames lost in the middleware (best-effort input; "
+                                       "see docs/ros.md: large frames)")
     if snap.new["received"] == 0:
         return DiagnosticStatus.WARN, "no input frames (check the topic and qos_reliability)"
     if snap.new["dropped"] > snap.new["received"] / 2:
@@ -103,6 +106,7 @@ def diagnostic_array(snap: Snapshot, *, name: str, hardware_id: str, info: dict[
         "frames_received": str(snap.counts["received"]),
         "frames_published": str(snap.counts["published"]),
         "dropped_frames": str(snap.counts["dropped"]),
+        "lost_frames": str(snap.counts["lost"]),
         "bad_frames": str(snap.counts["bad_frames"]),
         "errors": str(snap.counts["errors"]),
         "publish_errors": str(snap.counts["publish_errors"]),

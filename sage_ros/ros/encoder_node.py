@@ -188,7 +188,8 @@ class EncoderNode(LifecycleNode):
             camera.subscription = self.create_subscription(
                 message_type, camera.input_topic, partial(self._on_frame, index), qos,
                 event_callbacks=subscription_events(self.get_logger(), camera.input_topic,
-                                                    on_matched=partial(self._on_matched, camera)))
+                                                    on_matched=partial(self._on_matched, camera),
+                                                    on_lost=partial(self.stats.add, "lost")))
         self._stop.clear()
         self._worker = threading.Thread(target=self._work, name="encoder_worker", daemon=True)
         self._worker.start()

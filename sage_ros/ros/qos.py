@@ -28,8 +28,9 @@ def output_qos(depth: int = 10) -> QoSProfile:
                       durability=DurabilityPolicy.VOLATILE)
 
 
-def subscription_events(logger, topic: str, on_matched=None) -> SubscriptionEventCallbacks:
-    """Log incompatible publishers on `topic` (with the fix) and report publisher (dis)connections."""
+def subscription_events(logger, topic: str, on_matched=None, on_lost=None) -> SubscriptionEventCallbacks:
+    """Log incompatible publishers on `topic` (with the fix), report publisher (dis)connections, and count
+    samples the middleware lost (best-effort fragments of large frames: invisible to the node otherwise)."""
 
     def incompatible(info) -> None:
         policy = qos_policy_name_from_kind(info.last_policy_kind)
@@ -46,7 +47,13 @@ def subscription_events(logger, topic: str, on_matched=None) -> SubscriptionEven
         elif info.current_count_change < 0:
             logger.warning(f"'{topic}': publisher left ({info.current_count} now)")
 
-    return SubscriptionEventCallbacks(incompatible_qos=incompatible, matched=matched)
+    def lost(info) -> None:
+        if on_lost is not None:
+            on_lost(info.total_count_change)
+        logger.warning(f"'{topic}': the middleware lost {info.total_count} frames so far (best-effort input of "
+                       "large frames); see docs/ros.md 'Large frames'", throttle_duration_sec=10.0)
+
+    return SubscriptionEventCallbacks(incompatible_qos=incompatible, matched=matched, message_lost=lost)
 
 
 def publisher_events(logger, topic: str) -> PublisherEventCallbacks:

@@ -283,3 +283,12 @@ def test_tensorrt_engine_matches_onnxruntime_and_is_cached(bundles, frames, prec
     with make_backend(bundle, "onnxruntime") as reference:
         ref = reference.encode(inputs)
     np.testing.assert_allclose(got["mu"], ref["mu"], atol=2e-2 * max(1.0, float(np.abs(ref["mu"]).max())))
+
+
+def test_tensorrt_engine_precision_follows_the_bundle():
+    from sage_ros.runtime.backends.tensorrt_backend import TensorRTBackend
+
+    build = TensorRTBackend._build_precision
+    assert build("int8", fp16=False) == "int8"  # QDQ graph: INT8 (+FP16) flags, no calibrator
+    assert build("fp16", fp16=False) == "fp16" and build("int4", fp16=False) == "fp16"
+    assert build("fp32", fp16=True) == "fp16" and build("fp32", fp16=False) == "fp32"

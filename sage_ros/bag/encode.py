@@ -12,15 +12,15 @@ import argparse
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
 from sage_ros.bag.common import BagError, atomic_bag_writer, bag_qos, open_reader, select_connections, typestore
+# the encoder node's own frame functions (no rclpy in that module), so offline and live encodings agree
+from sage_ros.ros.encoding import decode_min_size, encode_frames, frame_from_message
 from sage_ros.runtime.backends.base import BackendError
 from sage_ros.runtime.bundle import BundleError, load_bundle
-from sage_ros.ros.encoding import decode_min_size, encode_frames, frame_from_message  # the encoder node's functions (no rclpy)
 from sage_ros.runtime.image_codec import ImageConversionError, ImageFields
 from sage_ros.runtime.messages import output_to_image, output_topic_kind
 from sage_ros.runtime.preprocess import CROP_MODES, Preprocessor
@@ -98,9 +98,9 @@ class BagEncoder:
         self.frames = FrameReader(self.connections[0].msgtype, decode_min_size(self.bundle, crop))
         self.store = self.frames.store
         self.batch = batch
-        kind = output_topic_kind(self.bundle.encoder_outputs)
-        self.summary = EncodeSummary(self.connections[0].topic, out_topic or default_output_topic(self.connections[0].topic, kind),
-                                     backend=self.backend.name)
+        in_topic = self.connections[0].topic
+        out_topic = out_topic or default_output_topic(in_topic, output_topic_kind(self.bundle.encoder_outputs))
+        self.summary = EncodeSummary(in_topic, out_topic, backend=self.backend.name)
 
     def encode(self, out, progress: bool = True) -> EncodeSummary:
         start = time.monotonic()

@@ -41,7 +41,7 @@ def named_qos(name: str, depth: int = 10) -> QoSProfile:
 
 
 def qos_from_bag(qos) -> QoSProfile:
-    """rosbags Qos (as recorded in the bag's metadata) -> rclpy QoSProfile, keeping history/depth/reliability/durability."""
+    """rosbags Qos (as recorded in the bag's metadata) -> rclpy QoSProfile (history, depth, reliability, durability)."""
     reliable = qos.reliability.name == "RELIABLE"
     transient = qos.durability.name == "TRANSIENT_LOCAL"
     return QoSProfile(

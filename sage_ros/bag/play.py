@@ -20,9 +20,10 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
 
 from sage_ros.bag.common import BagError, open_reader, parse_remaps, select_connections
-from sage_ros.bag.live import QOS_CHOICES, StopFlag, init_rclpy, message_class, named_qos, parse_qos_overrides, qos_from_bag
+from sage_ros.bag.live import (QOS_CHOICES, StopFlag, init_rclpy, message_class, named_qos, parse_qos_overrides,
+                               qos_from_bag)
 
-# A reliable publisher matches both reliable and best-effort subscribers; rclpy's TimeSource subscribes best effort.
+# A reliable publisher matches both reliable and best-effort subscribers (rclpy's TimeSource is best effort).
 CLOCK_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
 
 
@@ -101,11 +102,13 @@ class BagPlayer:
             return
         deadline = time.monotonic() + self.options.wait_timeout
         while True:
-            missing = {t: p.get_subscription_count() for t, p in self.publishers.items() if p.get_subscription_count() < wanted}
+            counts = {topic: pub.get_subscription_count() for topic, pub in self.publishers.items()}
+            missing = {topic: count for topic, count in counts.items() if count < wanted}
             if not missing:
                 break
             if time.monotonic() > deadline:
-                raise BagError(f"timed out after {self.options.wait_timeout} s waiting for {wanted} subscriber(s): {missing}")
+                raise BagError(f"timed out after {self.options.wait_timeout} s waiting for {wanted} "
+                               f"subscriber(s): {missing}")
             if self.stop is None:
                 time.sleep(0.02)
             elif self.stop.wait(0.02):

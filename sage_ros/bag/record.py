@@ -94,9 +94,13 @@ class BagRecorder:
             self.summary.stopped_by = "signal"
         elif self.options.duration is not None and time.monotonic() - start >= self.options.duration:
             self.summary.stopped_by = "duration"
-        elif self.options.max_messages is not None and sum(self.summary.received.values()) >= self.options.max_messages:
+        elif self._limit_reached():
             self.summary.stopped_by = "max-messages"
         return bool(self.summary.stopped_by)
+
+    def _limit_reached(self) -> bool:
+        limit = self.options.max_messages
+        return limit is not None and sum(self.summary.received.values()) >= limit
 
     def _resolve_pending(self) -> None:
         graph = dict(self.node.get_topic_names_and_types())
@@ -122,7 +126,8 @@ class BagRecorder:
             raise BagError(f"type {msgtype} has no message definition in the Kilted type store")
         message_type = message_class(msgtype)  # before add_connection: a type not installed here is skipped whole
         connection = self.writer.add_connection(
-            topic, msgtype, typestore=self.store, offered_qos_profiles=[bag_qos(reliable, self.options.depth, transient)])
+            topic, msgtype, typestore=self.store,
+            offered_qos_profiles=[bag_qos(reliable, self.options.depth, transient)])
         callback = lambda data, conn=connection: self._on_message(conn, data)  # noqa: E731 (binds the connection)
         self.subscriptions.append(self.node.create_subscription(message_type, topic, callback, qos, raw=True))
         self.summary.types[topic] = msgtype
@@ -140,7 +145,7 @@ class BagRecorder:
         return override == "reliable", False
 
     def _on_message(self, connection, data: bytes) -> None:
-        if self.options.max_messages is not None and sum(self.summary.received.values()) >= self.options.max_messages:
+        if self._limit_reached():
             return  # a callback already queued past the limit: keep the count exact
         self.writer.write(connection, time.time_ns(), data)
         self.summary.received[connection.topic] += 1

@@ -66,7 +66,8 @@ class CompressionNode(Node):
         for name, (default, description, float_range, read_only) in PARAMETERS.items():
             descriptor = ParameterDescriptor(description=description, read_only=read_only)
             if float_range:
-                descriptor.floating_point_range = [FloatingPointRange(from_value=float_range[0], to_value=float_range[1])]
+                low, high = float_range
+                descriptor.floating_point_range = [FloatingPointRange(from_value=low, to_value=high)]
             self.declare_parameter(name, default, descriptor)
         self.add_on_set_parameters_callback(self._on_set_parameters)
 

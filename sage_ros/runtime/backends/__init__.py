@@ -71,8 +71,8 @@ def make_backend(bundle: Bundle | str | Path, name: str = "auto", device: str = 
             try:
                 return TensorRTBackend(bundle, device, **_only(options, "max_batch", "fp16", "workspace_mb",
                                                                "cache_dir"))
-            except BackendError as err:
-                log.warning("auto: tensorrt failed (%s); using onnxruntime", err)
+            except Exception as err:  # auto promises a working backend: any TensorRT failure falls back
+                log.warning("auto: tensorrt failed (%s: %s); using onnxruntime", type(err).__name__, err)
                 chosen = "onnxruntime"
         else:
             return TensorRTBackend(bundle, device, **options)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 from ...atomic import atomic_write_bytes, atomic_write_json
+from .base import BackendError
 
 CACHE_DIR_NAME = ".engine_cache"
 
@@ -85,12 +86,12 @@ class EngineCache:
                 reason = "cached engine could not be deserialized"
         blob = build()
         if not blob:
-            raise RuntimeError(f"engine build for {graph} returned nothing")
+            raise BackendError(f"engine build for {graph} returned nothing")
         atomic_write_bytes(path, bytes(blob))
         atomic_write_json(sidecar, {"key": key, **key_parts})
         engine = deserialize(bytes(blob))
         if engine is None:
-            raise RuntimeError(f"freshly built engine for {graph} could not be deserialized")
+            raise BackendError(f"freshly built engine for {graph} could not be deserialized")
         self.last_event = "built" if reason == "no cached engine" else f"rebuilt ({reason})"
         return engine
 

@@ -80,6 +80,8 @@ class _Engine:
             shape = tuple(engine.get_tensor_profile_shape(name, 0)[2]) if is_input else tuple(
                 engine.get_tensor_shape(name))
             sample = tuple(int(d) for d in shape[1:])
+            if any(d < 0 for d in sample):
+                raise BackendError(f"TensorRT tensor {name} has dynamic dims {shape}: only the batch may vary")
             self.dtypes[name], self.sample_shapes[name] = dtype, sample
             nbytes = max_batch * int(np.prod(sample)) * dtype.itemsize
             self.buffers[name] = _check(cudart, cudart.cudaMalloc(nbytes), "cudaMalloc")

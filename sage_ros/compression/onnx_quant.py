@@ -6,6 +6,8 @@ symmetric int8 weights and symmetric int8 activations (TensorRT 10 takes only sy
 kernels take S8S8 too). Activation ranges come from a CalibrationDataReader over calibration images (the val
 split by default: never the test split the report is measured on). The decoder is calibrated on the float
 encoder's mu (codes for the VQ model) of the same images. Calibration method MinMax / Entropy / Percentile.
+Linear layers come out of quant_pre_process as Gemm (it fuses MatMul + Add); their outputs (mu, logvar) are
+not re-quantized. GroupNorm's affine Mul/Add constants are quantized like any other weight.
 For VisionPuzzleVAE the nearest-codebook search (MatMul/ArgMin after the last Conv) stays float: quantizing
 distances flips codes for no size gain.
 
@@ -30,12 +32,13 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import torch
 from torch import nn
 
 from sage_ros.atomic import atomic_path
 
 from . import export as fp_export
-from .quantize import Int4Config, quantize_, save_quantized, unpack_int4
+from .quantize import Int4Config, pack_int4, quantize_, save_quantized, unpack_int4
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 INT4_OPSET = 21
@@ -96,7 +99,10 @@ def quantize_graph_int8(fp32_path: Path, out_path: Path, input_name: str, calibr
     with tempfile.TemporaryDirectory(prefix="sage_int8_") as tmp:
         pre = Path(tmp) / "pre.onnx"
         quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
-        extra = {"ActivationSymmetric": True, "WeightSymmetric": True}
+        # mu / logvar are Gemm/MatMul outputs: left float, so the latent is not rounded to 8 bits per tensor
+        # (the next layer's input, where there is one, is quantized anyway)
+        extra = {"ActivationSymmetric": True, "WeightSymmetric": True,
+                 "OpTypesToExcludeOutputQuantization": ["Gemm", "MatMul"]}
         if method == "percentile":
             extra["CalibPercentile"] = percentile
         out_tmp = Path(tmp) / "q.onnx"
@@ -133,6 +139,7 @@ def export_int8_bundle(model: nn.Module, out_dir, *, name: str, calibration_imag
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="sage_fp32_") as tmp:
         fp_export.export_onnx(model, tmp, precision="fp32")
+        fp_export.save_reference_weights(model, out_dir)  # float reference for the torch backend / parity tests
         fp32_bytes = {p: (Path(tmp) / p).stat().st_size for p in (fp_export.ENCODER_FILE, fp_export.DECODER_FILE)}
         exclude = _vq_search_nodes(Path(tmp) / fp_export.ENCODER_FILE) if architecture == "VisionPuzzleVAE" else []
         quantize_graph_int8(Path(tmp) / fp_export.ENCODER_FILE, out_dir / fp_export.ENCODER_FILE, "image", x,
@@ -193,14 +200,18 @@ def int4_rewrite(onnx_path: Path, linears: dict[str, nn.Linear], group_size: int
         expected = q.astype(np.float32) * np.repeat(scale, group_size, axis=0)[: q.shape[0]]
         if fp32_values.shape != q.shape or not np.array_equal(fp32_values, expected):
             raise OnnxQuantError(f"{onnx_path.name}: {init_name} does not hold the INT4 model's weights")
-        q_init = helper.make_tensor(f"{init_name}_int4", TensorProto.INT4, list(q.shape), q.flatten().tolist())
+        # raw_data with two weights per byte (low nibble first, ONNX's int4 layout): the list form would be
+        # stored as one varint per byte in int32_data, ~45 % bigger
+        packed = pack_int4(torch.from_numpy(np.append(q.flatten(), [0] * (q.size % 2)).astype(np.int8)))
+        q_init = helper.make_tensor(f"{init_name}_int4", TensorProto.INT4, list(q.shape),
+                                    packed.numpy().tobytes(), raw=True)
         s_init = numpy_helper.from_array(scale.astype(np.float32), f"{init_name}_scale")
         graph.initializer.remove(inits[init_name])
         graph.initializer.extend([q_init, s_init])
         # the DQ output keeps the old initializer's name, so the MatMul is untouched
         new_nodes.append(helper.make_node("DequantizeLinear", [q_init.name, s_init.name], [init_name],
                                           name=f"{name}_dq_int4", axis=0, block_size=group_size))
-        done[name] = {"shape_KN": list(q.shape), "int4_bytes": len(q_init.raw_data) or (q.size + 1) // 2,
+        done[name] = {"shape_KN": list(q.shape), "int4_bytes": len(q_init.raw_data),
                       "scale_bytes": scale.size * 4, "fp32_bytes": q.size * 4}
     for node in reversed(new_nodes):
         graph.node.insert(0, node)
@@ -224,6 +235,7 @@ def export_int4_bundle(model: nn.Module, out_dir, *, name: str, config: Int4Conf
         fp_export.export_onnx(float_model, tmp, precision="fp32")
         fp32_bytes = {p: (Path(tmp) / p).stat().st_size for p in (fp_export.ENCODER_FILE, fp_export.DECODER_FILE)}
     fp_export.export_onnx(qmodel, out_dir, precision="fp32")
+    fp_export.save_reference_weights(qmodel, out_dir)  # the graph's (dequantized) weights, for the torch backend
     linears = {n: m for n, m in qmodel.named_modules() if isinstance(m, nn.Linear)}
     in_graph = {}
     for part in (fp_export.ENCODER_FILE, fp_export.DECODER_FILE):

@@ -1,0 +1,124 @@
+"""`sage-ros quantize` / `export` (int8, int4) / `evaluate` end to end on a briefly trained model + synthetic data."""
+import json
+
+import numpy as np
+import onnx
+import pytest
+
+from quant_helpers import trained_model
+from sage_ros.cli import main
+from sage_ros.compression.checkpoints import save_model
+from sage_ros.compression.evaluate import evaluate_pair
+from sage_ros.compression.quantize import load_quantized
+from sage_ros.runtime.bundle import load_bundle
+
+DATA = ["--data", "synthetic"]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("q") / "run"
+    save_model(trained_model("TinyVAE", 64, steps=30), path)
+    return path
+
+
+def test_quantize_int4_writes_loadable_file_and_report(run_dir, tmp_path):
+    out = tmp_path / "q4"
+    assert main(["quantize", "--model", str(run_dir), "--scheme", "int4", "--group-size", "32", "--out", str(out),
+                 *DATA, "--limit", "16"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["bytes"]["quantized"] == (out / "model.int4.safetensors").stat().st_size
+    assert report["ratio_vs_fp32"] == pytest.approx(
+        (out / "model.fp32.safetensors").stat().st_size / (out / "model.int4.safetensors").stat().st_size)
+    assert report["ratio_vs_fp32"] > 6.0  # TinyVAE-64: Linear layers are 96 % of the weights
+    assert len(report["tensors"]) == 12 and all(t["group_size"] == 32 for t in report["tensors"])
+    assert report["weight_mse"] < report["weight_mse_minmax"]
+    assert report["evaluation"]["n_images"] == 16 and 0 < report["evaluation"]["mu_cosine"] < 1
+    assert "encoder.0.0.weight" in (out / "report.md").read_text()
+    assert json.loads((out / "progress.json").read_text())["done"] is True
+    assert type(load_quantized(out / "model.int4.safetensors")).__name__ == "TinyVAE"
+
+
+def test_quantize_refuses_a_quantized_source(run_dir, tmp_path):
+    assert main(["quantize", "--model", str(run_dir), "--scheme", "int8", "--out", str(tmp_path / "a"),
+                 "--no-eval"]) == 0
+    from sage_ros.compression.quantize_cmd import ModelSourceError
+    with pytest.raises(ModelSourceError, match="already quantized"):
+        main(["quantize", "--model", str(tmp_path / "a" / "model.int8.safetensors"), "--scheme", "int4",
+              "--out", str(tmp_path / "b"), "--no-eval"])
+
+
+def _dq_int4_nodes(path):
+    graph = onnx.load(str(path)).graph
+    int4 = {i.name for i in graph.initializer if i.data_type == onnx.TensorProto.INT4}
+    return [n for n in graph.node if n.op_type == "DequantizeLinear" and n.input[0] in int4]
+
+
+def test_export_int4_bundle_has_4bit_matmuls_and_matches_torch_int4(run_dir, tmp_path, capsys):
+    out = tmp_path / "b4"
+    assert main(["export", "--model", str(run_dir), "--precision", "int4", "--out", str(out),
+                 "--evaluate", *DATA, "--limit", "16"]) == 0
+    assert "verify: {'mu_rel_l2_vs_torch_int4'" in capsys.readouterr().out
+    bundle = load_bundle(out)  # checksums + io shapes, as the robot loads it
+    q = bundle.meta["quantization"]
+    assert bundle.precision == "int4" and bundle.meta["opset"] == 21
+    assert q["int4_in_graph"] == ["fc_decode", "fc_logvar", "fc_mu"]
+    assert len(q["int4_storage_only"]) == 9 and q["storage_file"] in bundle.meta["files"]
+    assert len(_dq_int4_nodes(out / "encoder.onnx")) == 2 and len(_dq_int4_nodes(out / "decoder.onnx")) == 1
+    # 4 bits + a float32 scale per 64 weights = 4.5 bits: 7.1x on the Linear weights, measured bytes
+    assert q["int4_linear_ratio"] == pytest.approx(32 / 4.5, rel=0.01)
+    assert q["onnx_ratio_vs_fp32"] > 5.0
+    assert bundle.meta["metrics"]["n_images"] == 16 and bundle.meta["metrics"]["mu_cosine"] > 0.9
+    # the graph holds exactly the torch INT4 weights: same result up to onnxruntime's activation rounding
+    torch_int4 = load_quantized(out / "model.int4.safetensors")
+    from sage_ros.compression.datasets import load_images
+    r = evaluate_pair(torch_int4, out, load_images("synthetic", 64, "test"))
+    assert r["mu_rel_l2"] < 0.02 and abs(r["psnr"] - r["reference"]["psnr"]) < 0.1
+
+
+@pytest.mark.parametrize("method", ["minmax", "percentile"])
+def test_export_int8_qdq_bundle(run_dir, tmp_path, method):
+    out = tmp_path / f"b8{method}"
+    assert main(["export", "--model", str(run_dir), "--precision", "int8", "--out", str(out), "--calibration",
+                 "synthetic", "--calibration-count", "16", "--calibrate-method", method]) == 0
+    bundle = load_bundle(out)
+    q = bundle.meta["quantization"]
+    assert q["calibration_method"] == method and q["calibration_source"] == "synthetic/val"
+    assert q["onnx_ratio_vs_fp32"] > 3.0
+    graph = onnx.load(str(out / "encoder.onnx")).graph
+    ops = [n.op_type for n in graph.node]
+    assert ops.count("QuantizeLinear") >= 5 and ops.count("DequantizeLinear") >= 10
+    int8_weights = [i.name for i in graph.initializer if i.data_type == onnx.TensorProto.INT8
+                    and i.name.endswith(("weight_quantized", "weight_t_quantized"))]
+    assert len(int8_weights) == 8  # 6 convs + 2 Linear layers, weights stored as int8
+    assert not any(n.op_type == "QuantizeLinear" and n.input[0] in ("mu", "logvar") for n in graph.node)
+
+
+def test_export_rejects_unknown_calibration_method(run_dir, tmp_path):
+    with pytest.raises(SystemExit):
+        main(["export", "--model", str(run_dir), "--precision", "int8", "--out", str(tmp_path / "x"),
+              "--calibrate-method", "kl"])
+
+
+def test_evaluate_writes_report_plots_and_bundle_rows(run_dir, tmp_path):
+    bundle = tmp_path / "b4"
+    assert main(["export", "--model", str(run_dir), "--precision", "int4", "--out", str(bundle),
+                 "--no-verify"]) == 0
+    out = tmp_path / "ev"
+    assert main(["evaluate", "--model", str(run_dir), "--out", str(out), "--bundle", str(bundle), *DATA,
+                 "--limit", "20", "--pca-train-limit", "100", "--grid", "4"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["schema"] == "sage_ros.evaluate/1" and report["data"]["n_images"] == 20
+    names = [v["name"] for v in report["variants"]]
+    assert names[:3] == ["int8", "int4-minmax", "int4-mse"] and names[3].startswith("onnx-int4")
+    for v in report["variants"][:3]:
+        assert v["bytes"] == (out / v["file"]).stat().st_size
+        assert v["ratio_vs_fp32"] == pytest.approx(report["reference"]["bytes"] / v["bytes"])
+    assert report["pca"]["n_components"] == 64 and report["pca"]["bytes"] == (out / "pca.safetensors").stat().st_size
+    gain = report["rounding_gain"]
+    assert gain["mse"]["weight_mse"] < gain["minmax"]["weight_mse"]
+    for png in ("recon_grid.png", "rate_distortion.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    md = (out / "report.md").read_text()
+    assert "PCA k=64" in md and "--bundle " + str(bundle) in md
+    assert np.isfinite(report["reference"]["psnr"])

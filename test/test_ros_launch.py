@@ -183,3 +183,11 @@ def test_real_node_loads_the_parameter_file():
             node.destroy_node()
     finally:
         rclpy.try_shutdown(context=context)
+
+
+def test_docs_list_every_parameter_and_launch_argument(launch_module):
+    docs = (REPO / "docs" / "ros.md").read_text()
+    for spec in P.PARAMS:
+        assert f"| `{spec.name}` |" in docs, spec.name
+    for name in declared_defaults(launch_module.generate_launch_description()):
+        assert f"| `{name}` |" in docs, name

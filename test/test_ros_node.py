@@ -204,13 +204,15 @@ def test_diagnostics_report_rates_latency_backend_and_model(tiny, frames):
     values, status = wait_for(lambda: latest_diagnostics(tiny["diagnostics"], after), 3)
     assert values["backend"] == "onnxruntime" and values["model"] == "test-TinyVAE-fp32"
     assert values["precision"] == "fp32" and values["state"] == "active" and values["device"] == "cpu"
-    assert int(values["frames_published"]) >= 10 and int(values["frames_received"]) >= int(values["frames_published"])
+    assert int(values["frames_published"]) >= 3 and int(values["frames_received"]) >= int(values["frames_published"])
     for key in ("latency_p50_ms", "latency_p90_ms", "latency_p99_ms", "inference_p50_ms"):
         assert 0.0 < float(values[key]) < 1000.0, key
     assert float(values["latency_p50_ms"]) <= float(values["latency_p99_ms"])
     for key in ("input_rate_hz", "output_rate_hz", "bad_frames", "errors", "dropped_frames"):
         assert key in values
     assert status.hardware_id == "cpu"
+    print("diagnostics:", {k: values[k] for k in ("latency_p50_ms", "latency_p90_ms", "latency_p99_ms",
+                                                  "inference_p50_ms", "inference_p99_ms")})
 
 
 def test_puzzle_node_compressed_input_and_qos_mismatch_logged(tmp_path, graph, frames):

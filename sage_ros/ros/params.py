@@ -63,7 +63,8 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("publish_reconstruction", False, "Also decode each latent and publish it as rgb8 on "
               "'reconstruction' (TinyVAE family) or 'puzzle_reconstruction' (puzzle); costs a decoder run."),
     ParamSpec("intra_op_threads", 1, "Threads for one inference (onnxruntime / torch); 0 = library default. "
-              "1 is fastest for these small models and leaves cores for the camera driver.",
+              "1 keeps a sub-millisecond TinyVAE from competing with the camera driver for cores; more can help "
+              "the 224 px puzzle model on a multi-core board.",
               int_range=(0, 64), read_only=True),
     ParamSpec("diagnostics_period", 1.0, "Seconds between /diagnostics messages.", float_range=(0.1, 60.0),
               read_only=True),

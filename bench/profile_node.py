@@ -86,6 +86,100 @@ def profile_scenario(transport: str, resolution: str, cameras: int, rate: float,
         rclpy.try_shutdown()
 
 
+def profile_onnx(bundle_dir: Path, runs: int, out_dir: Path) -> dict:
+    """onnxruntime's own profiler on one bundle's encoder (1 thread, batch 1): time share per operator type."""
+    import json
+
+    import numpy as np
+    import onnxruntime as ort
+
+    info = describe(bundle_dir)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.enable_profiling = True
+    options.profile_file_prefix = str(out_dir / f"ort_{info['name']}")
+    session = ort.InferenceSession(str(bundle_dir / "encoder.onnx"), options, providers=["CPUExecutionProvider"])
+    lo, hi = info["input"]["range"]
+    x = np.random.default_rng(0).uniform(lo, hi, (1, 3, info["input"]["height"], info["input"]["width"]))
+    for _ in range(runs):
+        session.run(None, {"image": x.astype(np.float32)})
+    events = json.loads(Path(session.end_profiling()).read_text())
+    by_op, total = Counter(), 0
+    for event in events:
+        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
+            op = event.get("args", {}).get("op_name", "?")
+            by_op[op] += event["dur"]
+            total += event["dur"]
+    return {"bundle": info["name"], "precision": info["precision"], "runs": runs,
+            "kernel_ms_per_run": total / runs / 1e3,
+            "by_op": [{"op": op, "share_pct": 100.0 * us / total, "ms_per_run": us / runs / 1e3}
+                      for op, us in by_op.most_common(10)]}
+
+
+def int8_activation_variants(fp32_bundle: Path, rounds: int, work_dir: Path) -> dict:
+    """The slowest model's INT8 speed with symmetric int8 activations (the shipped QDQ scheme, TensorRT's) vs
+    asymmetric uint8 activations, against its fp32 graph, interleaved in one process (1 thread, batch 1).
+
+    Why: the profile shows the symmetric graph spends its time in Q/DQ pairs around every Relu: with a zero
+    point of 0 in int8, Relu cannot be folded into the preceding quantization, so onnxruntime keeps
+    Conv -> Q -> DQ -> Relu -> Q between every layer; with uint8 (zero point at the range minimum) it folds.
+    Same calibration data (bundled val crops), same excluded codebook search, same onnxruntime quantizer.
+    """
+    import numpy as np
+    import onnxruntime as ort
+    from onnxruntime.quantization import QuantFormat, QuantType, quant_pre_process, quantize_static
+
+    from sage_ros.compression.onnx_quant import ArrayCalibrationReader, _vq_search_nodes
+    from sage_ros.data import load_split
+
+    info = describe(fp32_bundle)
+    lo, hi = info["input"]["range"]
+    images = load_split(info["input"]["height"], "val")[:32]
+    calibration = (images.transpose(0, 3, 1, 2).astype(np.float32) / 255.0 * (hi - lo) + lo).astype(np.float32)
+    fp32 = fp32_bundle / "encoder.onnx"
+    pre = work_dir / "int8_pre.onnx"
+    quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
+    exclude = _vq_search_nodes(fp32) if info["architecture"] == "VisionPuzzleVAE" else []
+    paths = {"fp32": fp32}
+    for label, activation, symmetric in (("int8 symmetric activations (shipped scheme)", QuantType.QInt8, True),
+                                         ("uint8 asymmetric activations", QuantType.QUInt8, False)):
+        out = work_dir / f"int8_{activation.name}.onnx"
+        quantize_static(str(pre), str(out), ArrayCalibrationReader("image", calibration, 32),
+                        quant_format=QuantFormat.QDQ, per_channel=True, activation_type=activation,
+                        weight_type=QuantType.QInt8, nodes_to_exclude=exclude,
+                        extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True})
+        paths[label] = out
+    sessions = {}
+    for label, path in paths.items():
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        sessions[label] = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    x = calibration[:1]
+    samples = {label: [] for label in sessions}
+    for _ in range(rounds):  # interleaved: the machine's background load hits every variant alike
+        for label, session in sessions.items():
+            t0 = time.perf_counter()
+            session.run(None, {"image": x})
+            samples[label].append(time.perf_counter() - t0)
+    reference = sessions["fp32"].run(None, {"image": calibration})[0]
+    rows = []
+    for label, times in samples.items():
+        stats = harness.summarize(times)
+        output = sessions[label].run(None, {"image": calibration})[0]
+        rows.append({"variant": label, **stats,
+                     "speedup_vs_fp32": harness.ratio(samples_median(samples["fp32"]), samples_median(times)),
+                     "agreement_vs_fp32_seeded": float((output == reference).mean()) if output.dtype.kind == "i"
+                     else None})
+    return {"bundle": info["name"], "rounds": rounds, "rows": rows,
+            "note": "agreement is on a seeded (untrained) model and calibration images: a smoke check only"}
+
+
+def samples_median(samples) -> float:
+    import numpy as np
+
+    return float(np.median(samples))
+
+
 def main() -> int:
     parser = harness.base_parser(__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=8.0)
@@ -113,6 +207,18 @@ def main() -> int:
                   f"({row['location']})", flush=True)
         if result.get("error"):
             print(f"  {transport}: {result['error']}", flush=True)
+    # the slowest model at each precision, op by op (onnxruntime's profiler)
+    doc["onnx"] = [profile_onnx(b, 5 if args.quick else 30, scratch) for b in bundles_for_bench(args.quick)
+                   if describe(b)["architecture"] == ("TinyVAE" if args.quick else "VisionPuzzleVAE")]
+    for entry in doc["onnx"]:
+        print(f"  onnx {entry['bundle']}: {entry['kernel_ms_per_run']:.2f} ms kernels/run; " + ", ".join(
+            f"{o['op']} {o['share_pct']:.0f} %" for o in entry["by_op"][:5]), flush=True)
+    slowest = next((b for b in bundles_for_bench(args.quick) if describe(b)["precision"] == "fp32" and
+                    describe(b)["architecture"] == ("TinyVAE" if args.quick else "VisionPuzzleVAE")), None)
+    if slowest is not None:
+        doc["int8_variants"] = int8_activation_variants(slowest, 5 if args.quick else 40, scratch)
+        for row in doc["int8_variants"]["rows"]:
+            print(f"  {row['variant']}: {row['median_ms']:.2f} ms, x{row['speedup_vs_fp32']:.2f} vs fp32", flush=True)
     first = next(iter(doc["scenarios"].values()))
     doc["top"], doc["error"] = first.get("top", []), first.get("error")
     harness.write_result(args.out, "profile_node", doc, started=started)

@@ -215,10 +215,28 @@ def profile_section(doc: dict) -> list[str]:
     lines = ["### Encoder node hot path profile (item 5)", "", f"Tool: {doc['tool']}. Scenario: {doc['scenario']}.", ""]
     if doc.get("error"):
         return lines + [f"error: {doc['error']}", ""]
-    lines += _table(["function (file:line)", "own %", "total %"],
-                    [[f"`{r['function']}` ({r['location']})", _f(r["own_pct"], 1), _f(r["total_pct"], 1)]
-                     for r in doc["top"]])
-    return lines
+    for name, scenario in doc.get("scenarios", {}).items():
+        if scenario.get("error"):
+            lines += [f"{name}: error: {scenario['error']}", ""]
+            continue
+        lines += [f"**{name} input** ({scenario['busy_samples']} busy samples, {scenario['waiting_samples']} waiting; "
+                  f"node CPU {scenario['cpu_percent']:.0f} %, p50 {scenario['latency_ms']['p50']:.1f} ms, "
+                  f"dropped {scenario['dropped']}/{scenario['sent']}):", ""]
+        lines += _table(["function (file:line)", "own %", "total %"],
+                        [[f"`{r['function']}` ({r['location']})", _f(r["own_pct"], 1), _f(r["total_pct"], 1)]
+                         for r in scenario["top"][:10]])
+    for entry in doc.get("onnx", []):
+        lines.append(f"- onnxruntime profiler, {entry['bundle']} ({entry['precision']}, 1 thread, batch 1): "
+                     f"{entry['kernel_ms_per_run']:.2f} ms of kernels per run; " + ", ".join(
+                         f"{o['op']} {o['share_pct']:.0f} %" for o in entry["by_op"][:6]))
+    variants = doc.get("int8_variants")
+    if variants:
+        lines += ["", f"INT8 activation scheme of {variants['bundle']} (interleaved, {variants['rounds']} rounds, "
+                  "1 thread, batch 1):", ""]
+        lines += _table(["graph", "median ms", "p99 ms", "x fp32", "code agreement vs fp32 (seeded)"],
+                        [[r["variant"], _f(r["median_ms"]), _f(r["p99_ms"]), _f(r["speedup_vs_fp32"]),
+                          _f(r["agreement_vs_fp32_seeded"], 4)] for r in variants["rows"]])
+    return lines + [""]
 
 
 def targets_section(docs: dict) -> list[str]:

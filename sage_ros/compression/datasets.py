@@ -37,7 +37,8 @@ def load_images(source: str = "bundled", size: int = 64, split: str = "train", *
         raise DatasetError(f"split must be one of {SPLITS}, got {split!r}")
     if source == "bundled":
         from sage_ros.data import load_split
-        images = load_split(size, split, root=path)
+        images = load_split(size, split, root=path, mmap=True)  # mapped: --limit then reads only what it uses
+        images = np.array(images[:limit] if limit else images)  # a writable copy (torch warns on mmaps)
     elif source == "cifar10":
         images = _cifar_split(_require(path, "cifar10"), split, size)
     elif source == "folder":

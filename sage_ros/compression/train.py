@@ -214,6 +214,9 @@ def fit(module: nn.Module, loss_fn: Callable, images_uint8, cfg: TrainConfig, ru
     signature = {"job": job, "total": total, "batch": batch, "world": world, "seed": cfg.seed,
                  "images": len(dataset)}
 
+    if device.type == "cuda":  # speed over bit-exactness on GPUs; CPU runs stay bit-reproducible
+        torch.backends.cudnn.benchmark = True
+        torch.set_float32_matmul_precision("high")
     module.to(device).train()
     optimizer = make_optimizer(module, cfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, total))
@@ -236,12 +239,10 @@ def fit(module: nn.Module, loss_fn: Callable, images_uint8, cfg: TrainConfig, ru
         while step < total:
             epoch, first = divmod(step, steps_per_epoch)
             sampler.set_epoch(epoch)
-            order = list(sampler)
+            order = torch.tensor(list(sampler), dtype=torch.long, device=device)
             for b in range(first, steps_per_epoch):
                 x = dataset.batch(order[b * batch:(b + 1) * batch])
                 loss, _logs = loss_fn(model_call, x, step, total)
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"loss is {loss.item()} at step {step}; lower lr or check the data")
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.grad_clip > 0:
@@ -255,6 +256,8 @@ def fit(module: nn.Module, loss_fn: Callable, images_uint8, cfg: TrainConfig, ru
                 if loss_count >= 10 or step == total:  # .item() syncs the GPU: not every step
                     now = time.perf_counter()
                     last_loss, rate = (loss_sum / loss_count).item(), window_images / max(now - window_start, 1e-9)
+                    if not math.isfinite(last_loss):  # checked here, not per step: a per-step check syncs the GPU
+                        raise FloatingPointError(f"loss is {last_loss} near step {step}; lower lr or check the data")
                     loss_sum.zero_()
                     loss_count, window_images, window_start = 0, 0, now
                     progress.update("training", step, total, last_loss, rate)

@@ -237,6 +237,52 @@ def demo_encoders(models: DemoModels) -> list[EncoderRun]:
     return runs
 
 
+# --- the ROS graph ----------------------------------------------------------------------------------------------
+
+RECORDER_NODE = "sage_bag_recorder"  # the node name `sage-ros bag record` uses
+MATCH_SETTLE_S = 0.5  # after a subscription shows in the graph: lets its publishers' side finish matching
+
+
+class GraphProbe:
+    """A bare rclpy node in its own context, only for looking at the ROS graph (no topics of its own).
+
+    Why: the recorder subscribes to a topic when it sees it in the graph, endpoint by endpoint as DDS
+    discovery reports them. Measured here: its input subscription can be up 1.5 s before the latent one, so
+    `bag play --wait-for-subscribers` alone let the first latents go unrecorded. The demo therefore waits
+    until the recorder's subscription to every output topic is in the graph before playing."""
+
+    def __init__(self, domain_id: int):
+        import rclpy
+
+        self._rclpy = rclpy
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context, domain_id=domain_id)
+        self.node = rclpy.create_node("sage_demo_graph_probe", context=self.context)
+
+    def has_subscriber(self, node_name: str, topic: str) -> bool:
+        return any(info.node_name == node_name for info in self.node.get_subscriptions_info_by_topic(topic))
+
+    def wait_for_subscriber(self, node_name: str, topics: list[str], timeout: float, child: Child | None = None):
+        deadline = time.monotonic() + timeout
+        while missing := [t for t in topics if not self.has_subscriber(node_name, t)]:
+            if child is not None and child.process.poll() is not None:
+                raise DemoError(f"{child.name} exited ({child.process.returncode}):\n{child.tail()}")
+            if time.monotonic() > deadline:
+                raise DemoError(f"{node_name} did not subscribe to {missing} within {timeout:.0f} s")
+            time.sleep(0.05)
+        time.sleep(MATCH_SETTLE_S)
+
+    def close(self) -> None:
+        self.node.destroy_node()
+        self._rclpy.try_shutdown(context=self.context)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
 # --- the replay ------------------------------------------------------------------------------------------------
 
 @dataclass
@@ -263,9 +309,9 @@ def run_replay(bag_in: Path, bag_out: Path, encoders: list[EncoderRun], group: P
                options: ReplayOptions, wait_done=None, on_phase=print) -> ReplayResult:
     """encoders (one process each) -> recorder -> player; returns once the recorded bag is closed.
 
-    Order matters for losing nothing: the encoders are active before the recorder resolves their output
-    topics, and the player waits until the encoders and the recorder subscribe to its input topic (the
-    recorder subscribes to it only once the player exists, i.e. after its output subscriptions)."""
+    Order matters for losing nothing: the encoders are active, then the recorder has subscribed to every
+    output topic (seen in the graph), then the player waits until the encoders and the recorder subscribe
+    to its input topic."""
     times = {}
     started = time.monotonic()
     on_phase(f"starting {len(encoders)} encoder node(s): {', '.join(e.node_name for e in encoders)}")
@@ -283,7 +329,9 @@ def run_replay(bag_in: Path, bag_out: Path, encoders: list[EncoderRun], group: P
     times["encoders_ready"] = time.monotonic() - started
     topics = [RAW_TOPIC, *(e.output_topic for e in encoders), DIAGNOSTICS_TOPIC]
     recorder = group.start("recorder", sage_ros_command("bag", "record", bag_out, "--topics", *topics))
-    recorder.wait_for_log("recording", options.ready_timeout)
+    with GraphProbe(int(group.env["ROS_DOMAIN_ID"])) as probe:
+        probe.wait_for_subscriber(RECORDER_NODE, topics[1:], options.ready_timeout, recorder)
+    times["recorder_ready"] = time.monotonic() - started
     on_phase(f"playing {bag_in} {RAW_TOPIC} at rate {options.rate} from {options.start_offset} s")
     play_started = time.monotonic()
     player = group.start("player", sage_ros_command(
@@ -628,7 +676,9 @@ def _run(args, started: float) -> int:
     if bag_out.exists():  # our own output of an earlier run (a recorder refuses to overwrite a bag)
         shutil.rmtree(bag_out)
     options = ReplayOptions(rate=args.rate, start_offset=args.start_offset, backend=args.backend)
-    with ProcessGroup(out / "logs", child_env(args.domain_id)) as group:
+    env = child_env(args.domain_id)
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = env["ROS_AUTOMATIC_DISCOVERY_RANGE"]  # for our graph probe too
+    with ProcessGroup(out / "logs", env) as group:
         result = run_replay(Path(bag_in), bag_out, encoders, group, options,
                             on_phase=lambda text: print(f"[{time.monotonic() - started:5.1f} s] {text}", flush=True))
     print(f"[{time.monotonic() - started:5.1f} s] replay done; reading {bag_out}", flush=True)

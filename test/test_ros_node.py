@@ -178,9 +178,17 @@ def test_set_parameters_service_rejects_invalid_values_with_reasons(tiny, graph,
     assert all(r.successful for r in set_params(graph, client, crop_mode="resize", publish_reconstruction=False))
 
 
+def totals(tiny):
+    """Counters from a /diagnostics message sent after this call."""
+    after = time.time()
+    values, _ = wait_for(lambda: latest_diagnostics(tiny["diagnostics"], after), 3, what="fresh diagnostics")
+    return {key: int(values[key]) for key in ("frames_received", "frames_published", "dropped_frames", "bad_frames")}
+
+
 def test_latest_frame_wins_under_a_rate_limit(tiny, graph, frames):
     assert set_params(graph, tiny["params"], max_rate=4.0)[0].successful
     try:
+        before = totals(tiny)
         first = 500
         for i in range(20):  # ~100 Hz burst into a 4 Hz encoder
             tiny["front"].publish(numpy_to_image(frames[i % len(frames)], "rgb8", header=header(first + i)))
@@ -188,11 +196,12 @@ def test_latest_frame_wins_under_a_rate_limit(tiny, graph, frames):
         last = wait_for(lambda: received(tiny["front_latent"], (first + 19, 1000 * (first + 19))), 5)
         assert last is not None  # the newest frame is always encoded
         encoded = [sec for sec in range(first, first + 20) if received(tiny["front_latent"], (sec, 1000 * sec))]
-        assert len(encoded) <= 4, encoded  # the rest was dropped, never queued
-        after = time.time()
-        values, _ = wait_for(lambda: latest_diagnostics(tiny["diagnostics"], after), 3)
-        # the middleware's own keep-last-1 history may already skip some (never delivered, never counted)
-        assert int(values["dropped_frames"]) >= 8
+        assert len(encoded) <= 5, encoded  # the rest was dropped, never queued
+        delta = {key: value - before[key] for key, value in totals(tiny).items()}
+        # every frame that reached the node was either encoded or counted as dropped (the middleware's own
+        # keep-last-1 history may have skipped some before they reached it)
+        assert delta["frames_received"] == delta["frames_published"] + delta["dropped_frames"], delta
+        assert delta["frames_published"] == len(encoded) and delta["dropped_frames"] >= 1, delta
     finally:
         set_params(graph, tiny["params"], max_rate=0.0)
 

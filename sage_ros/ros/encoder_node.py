@@ -115,6 +115,7 @@ class EncoderNode(LifecycleNode):
         self._worker: threading.Thread | None = None
         self._stop = threading.Event()
         self._active = False
+        self._compressed = False
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._diagnostics_timer = self.create_timer(self._param("diagnostics_period"), self.publish_diagnostics)
 
@@ -147,6 +148,7 @@ class EncoderNode(LifecycleNode):
                                     **self._backend_options())
         kind = "puzzle" if self.bundle.is_vq else "latent"
         transport = self._param("input_transport")
+        self._compressed = transport == "compressed"
         self.cameras = []
         for topic in self._param("image_topics"):
             namespace = P.output_namespace(topic)
@@ -182,7 +184,7 @@ class EncoderNode(LifecycleNode):
             return FAILURE
         result = super().on_activate(state)  # enables the lifecycle publishers
         self._slots = LatestFrameSlots(len(self.cameras))
-        message_type = CompressedImage if self._param("input_transport") == "compressed" else Image
+        message_type = CompressedImage if self._compressed else Image
         qos = input_qos(self._param("qos_reliability"), self._param("qos_depth"))
         for index, camera in enumerate(self.cameras):
             camera.subscription = self.create_subscription(
@@ -283,12 +285,11 @@ class EncoderNode(LifecycleNode):
 
     def _frames(self, batch: list[tuple[int, Pending]]) -> tuple[list, list]:
         """Decode every pending message; bad ones are counted and logged (throttled), never encoded."""
-        compressed = self._param("input_transport") == "compressed"
         min_size = decode_min_size(self.bundle, self._live["crop_mode"])
         frames, kept = [], []
         for camera, pending in batch:
             try:
-                frames.append(frame_from_message(pending.msg, compressed=compressed, min_size=min_size))
+                frames.append(frame_from_message(pending.msg, compressed=self._compressed, min_size=min_size))
                 kept.append((camera, pending))
             except ImageConversionError as err:
                 self.stats.error(f"bad frame on {self.cameras[camera].input_topic}: {err}", "bad_frames")

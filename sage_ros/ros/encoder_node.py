@@ -17,7 +17,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -95,7 +95,6 @@ class Camera:
     reconstruction_publisher: Any = None
     subscription: Any = None
     publishers_matched: int = 0
-    extra: dict = field(default_factory=dict)
 
 
 class EncoderNode(LifecycleNode):
@@ -177,7 +176,8 @@ class EncoderNode(LifecycleNode):
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
             started = time.perf_counter()
-            self.backend.warmup(batch_size=len(self.cameras))
+            for batch_size in sorted({1, len(self.cameras)}):  # both batch shapes the worker will use most
+                self.backend.warmup(batch_size=batch_size)
             self.get_logger().info(f"backend warm in {time.perf_counter() - started:.2f} s")
         except BackendError as err:
             self.get_logger().error(f"cannot activate: backend warm-up failed: {err}")

@@ -7,6 +7,8 @@ import time
 import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
+from lifecycle_msgs.msg import Transition
+from lifecycle_msgs.srv import ChangeState, GetState
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -224,14 +226,26 @@ def test_diagnostics_report_rates_latency_backend_and_model(tiny, frames):
                                                   "inference_p50_ms", "inference_p99_ms")})
 
 
-def test_puzzle_node_compressed_input_and_qos_mismatch_logged(tmp_path, graph, frames):
+def drive_lifecycle(graph, node_name: str) -> None:
+    """What a lifecycle manager does: configure, then activate, through the node's lifecycle services."""
+    get_state = graph.node.create_client(GetState, f"{node_name}/get_state")
+    change_state = graph.node.create_client(ChangeState, f"{node_name}/change_state")
+    assert graph.call(get_state, GetState.Request()).current_state.label == "unconfigured"
+    for transition in (Transition.TRANSITION_CONFIGURE, Transition.TRANSITION_ACTIVATE):
+        assert graph.call(change_state, ChangeState.Request(transition=Transition(id=transition))).success
+    assert graph.call(get_state, GetState.Request()).current_state.label == "active"
+
+
+def test_puzzle_node_managed_compressed_input_and_qos_mismatch_logged(tmp_path, graph, frames):
     bundle_dir = export_test_bundle("VisionPuzzleVAE", tmp_path / "puzzle")
     node = NodeProcess("puzzle_encoder", [
         "-r", "__ns:=/puzzle_test", "-p", f"bundle:={bundle_dir}", "-p", "backend:=onnxruntime",
-        "-p", "input_transport:=compressed", "-p", "qos_reliability:=reliable"], tmp_path / "node.log")
+        "-p", "input_transport:=compressed", "-p", "qos_reliability:=reliable", "-p", "autostart:=false"],
+        tmp_path / "node.log")
     try:
         topic = "/puzzle_test/image/compressed"
         puzzles = graph.collect(Image, "/puzzle_test/puzzle")
+        drive_lifecycle(graph, "/puzzle_test/puzzle_encoder")
         node.wait_log("backend warm")
         wait_for(puzzles.matched, 15, what="puzzle publisher matched")
         best_effort = graph.node.create_publisher(CompressedImage, topic, QoSProfile(
@@ -249,6 +263,8 @@ def test_puzzle_node_compressed_input_and_qos_mismatch_logged(tmp_path, graph, f
         backend = make_backend(load_bundle(bundle_dir), "onnxruntime", "cpu", intra_op_threads=1)
         frame = decode_compressed(msg, min_size=224)  # the node's reduced-resolution decode
         np.testing.assert_array_equal(codes, offline(backend, [frame])["codes"][0])
+        node.process.terminate()  # SIGTERM, as ros2 launch sends: a clean exit
+        assert node.process.wait(timeout=10) == 0, node.log()
     finally:
         node.stop()
 

@@ -76,6 +76,27 @@ def test_export_int4_bundle_has_4bit_matmuls_and_matches_torch_int4(run_dir, tmp
     assert r["mu_rel_l2"] < 0.02 and abs(r["psnr"] - r["reference"]["psnr"]) < 0.1
 
 
+def test_calibration_methods_give_different_activation_ranges(run_dir, tmp_path):
+    """Entropy must not silently equal MinMax (onnxruntime's default 128/128 bins make it so)."""
+    from onnx import numpy_helper
+    from sage_ros.compression.onnx_quant import export_int8_bundle
+    from sage_ros.compression.checkpoints import load_model
+    from sage_ros.compression.datasets import load_images
+
+    model, cal = load_model(run_dir), load_images("synthetic", 64, "val")[:16]
+    scales = {}
+    for method in ("minmax", "entropy", "percentile"):
+        out = export_int8_bundle(model, tmp_path / method, name=method, calibration_images=cal, method=method)
+        graph = onnx.load(str(out / "encoder.onnx")).graph
+        scales[method] = {i.name: float(numpy_helper.to_array(i)) for i in graph.initializer
+                          if i.name.endswith("_output_0_scale") and not i.dims}
+    assert scales["minmax"].keys() == scales["entropy"].keys() == scales["percentile"].keys()
+    for other in ("entropy", "percentile"):
+        assert scales[other] != scales["minmax"]
+        # both clip outliers: no activation range wider than min/max's
+        assert all(scales[other][k] <= scales["minmax"][k] * (1 + 1e-6) for k in scales["minmax"])
+
+
 @pytest.mark.parametrize("method", ["minmax", "percentile"])
 def test_export_int8_qdq_bundle(run_dir, tmp_path, method):
     out = tmp_path / f"b8{method}"
@@ -122,3 +143,17 @@ def test_evaluate_writes_report_plots_and_bundle_rows(run_dir, tmp_path):
     md = (out / "report.md").read_text()
     assert "PCA k=64" in md and "--bundle " + str(bundle) in md
     assert np.isfinite(report["reference"]["psnr"])
+
+
+def test_int4_bundle_runs_on_the_runtime_backends(run_dir, tmp_path):
+    """The robot side: sage_ros.runtime loads the INT4 bundle; onnxruntime and the torch backend (which
+    rebuilds the INT4 model from the bundle's storage file) agree."""
+    from sage_ros.runtime.backends import make_backend
+
+    out = tmp_path / "b4"
+    assert main(["export", "--model", str(run_dir), "--precision", "int4", "--out", str(out), "--no-verify"]) == 0
+    bundle = load_bundle(out)
+    x = np.random.default_rng(0).uniform(0, 1, (3, 3, 64, 64)).astype(np.float32)
+    with make_backend(bundle, "onnxruntime") as ort_b, make_backend(bundle, "torch") as torch_b:
+        got, ref = ort_b.encode(x)["mu"], torch_b.encode(x)["mu"]
+    assert np.linalg.norm(got - ref) / np.linalg.norm(ref) < 0.02

@@ -89,6 +89,25 @@ def _vq_search_nodes(path: Path) -> list[str]:
     return [n.name for n in nodes[last_conv + 1:]]
 
 
+ENTROPY_BINS, ENTROPY_QUANTIZED_BINS = 2048, 128
+
+
+def _entropy_ranges(model_path: Path, reader, cache_path: Path, tmp: Path) -> None:
+    """KL-divergence (entropy) activation ranges over a 2048-bin histogram, saved as a quantize_static
+    calibration cache. Why not quantize_static's own Entropy: it builds 128-bin histograms with 128 quantized
+    bins, so the threshold search has exactly one candidate (the full range) and the result equals MinMax
+    (measured: identical graphs); quantize_static passes no option to change the bin counts."""
+    from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator, save_tensors_data
+
+    calibrator = create_calibrator(model_path, None, augmented_model_path=str(tmp / "augmented.onnx"),
+                                   calibrate_method=CalibrationMethod.Entropy,
+                                   extra_options={"symmetric": True, "num_bins": ENTROPY_BINS,
+                                                  "num_quantized_bins": ENTROPY_QUANTIZED_BINS})
+    calibrator.collect_data(reader)
+    save_tensors_data(calibrator.compute_data(), cache_path)
+    reader.rewind()
+
+
 def quantize_graph_int8(fp32_path: Path, out_path: Path, input_name: str, calibration: np.ndarray, *,
                         method: str = "minmax", percentile: float = 99.999, exclude: list[str] | None = None,
                         batch_size: int = 32) -> None:
@@ -106,10 +125,15 @@ def quantize_graph_int8(fp32_path: Path, out_path: Path, input_name: str, calibr
         if method == "percentile":
             extra["CalibPercentile"] = percentile
         out_tmp = Path(tmp) / "q.onnx"
-        quantize_static(str(pre), str(out_tmp), ArrayCalibrationReader(input_name, calibration, batch_size),
-                        quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QInt8,
-                        weight_type=QuantType.QInt8, calibrate_method=calibrate_method,
-                        nodes_to_exclude=exclude or [], extra_options=extra)
+        reader = ArrayCalibrationReader(input_name, calibration, batch_size)
+        cache = None
+        if method == "entropy":
+            cache = Path(tmp) / "ranges.json"
+            _entropy_ranges(pre, reader, cache, Path(tmp))
+        quantize_static(str(pre), str(out_tmp), reader, quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                        calibrate_method=calibrate_method, nodes_to_exclude=exclude or [], extra_options=extra,
+                        calibration_cache_path=cache)
         with atomic_path(out_path, suffix=".onnx") as final:
             shutil.copyfile(out_tmp, final)
 
@@ -251,6 +275,8 @@ def export_int4_bundle(model: nn.Module, out_dir, *, name: str, config: Int4Conf
     lin_int4 = sum(v["int4_bytes"] + v["scale_bytes"] for v in in_graph.values())
     extra = {
         "latent_dim": int(model.latent_dim),
+        # the runtime's torch backend rebuilds the INT4 model from this file (quantize.load_quantized)
+        "torch_weights": INT4_STORAGE_FILE, "torch_weights_format": "sage_ros.quantized",
         "quantization": {
             "scheme": "int4-weight-only", "group_size": config.group_size, "rounding": config.rounding,
             "int4_in_graph": sorted(in_graph), "int4_in_graph_detail": in_graph,

@@ -89,8 +89,12 @@ def test_demo_ctrl_c_stops_every_process(tmp_path, models_dir, bag):
         if "playing" in line or time.monotonic() > deadline:
             break
     assert any("playing" in line for line in lines), "".join(lines)
-    children = psutil.Process(proc.pid).children(recursive=True)
-    assert len(children) >= 6  # 4 encoders, the recorder, the player
+    demo_proc, children = psutil.Process(proc.pid), []
+    deadline = time.monotonic() + 30
+    while len(children) < 6 and time.monotonic() < deadline:  # "playing" is printed just before the player starts
+        children = demo_proc.children(recursive=True)
+        time.sleep(0.1)
+    assert len(children) >= 6, children  # 4 encoders, the recorder, the player
     time.sleep(2.0)
     proc.send_signal(signal.SIGINT)
     rest, _ = proc.communicate(timeout=60)

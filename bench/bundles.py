@@ -33,7 +33,8 @@ def describe(bundle_dir: Path) -> dict:
             "precision": meta["precision"], "latent_dim": latent_dim, "input": meta["input"],
             "encoder_bytes": sizes.get(meta.get("encoder", {}).get("file", "encoder.onnx")),
             "decoder_bytes": sizes.get(meta.get("decoder", {}).get("file", "decoder.onnx")),
-            "bundle_bytes": sum(sizes.values()), "shipped": bundle_dir.parent.resolve() == MODELS_DIR.resolve()}
+            "bundle_bytes": sum(sizes.values()), "shipped": bundle_dir.parent.resolve() == MODELS_DIR.resolve(),
+            "metrics": meta.get("metrics", {})}
 
 
 PRECISIONS = ("fp32", "fp16", "int8", "int4")

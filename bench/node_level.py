@@ -48,20 +48,21 @@ def make_plan(quick: bool, duration: float, has_puzzle: bool) -> dict:
     if quick:
         default = [group(k, "raw", 1, ["640x480"], [30], 1.0) for k in ("passthrough", "encoder")]
         return {"default": default, "LARGE_DATA": []}
-    default = []
-    for transport in ("raw", "compressed"):
-        for cameras in CAMERAS:
-            for kind in ("passthrough", "encoder"):  # baseline first, then the encoder, same scenario
-                default.append(group(kind, transport, cameras, list(RESOLUTIONS), RATES))
-    for kind in ("passthrough", "encoder"):  # max input rate with zero drops, and drops at overload
-        default.append({**group(kind, "raw", 1, ["640x480"], MAX_RATE_STEPS, 2.0), "max_rate_search": True})
+    kinds = ("passthrough", "encoder")  # baseline first, then the encoder, same scenario
+    # Fast DDS default transports (UDP + SHM with 512 KB segments): reliable input, every transport/camera count
+    default = [group(kind, transport, cameras, list(RESOLUTIONS), RATES)
+               for transport in ("raw", "compressed") for cameras in CAMERAS for kind in kinds]
+    default += [{**group(kind, "raw", 1, ["640x480"], MAX_RATE_STEPS, 2.0), "max_rate_search": True}
+                for kind in kinds]
+    default += [group(kind, "raw", 1, list(RESOLUTIONS), [30], qos="best_effort") for kind in kinds]
     if has_puzzle:
         default.append({**group("puzzle", "raw", 1, ["640x480"], [15, 30]), "optional": True})
-    large = [group(kind, "raw", 1, list(RESOLUTIONS), [30]) for kind in ("passthrough", "encoder")]
-    # The nodes' default input QoS (best effort): frames lost in transport show up as drops of both nodes.
-    for groups in (default, large):
-        groups += [group(kind, "raw", 1, list(RESOLUTIONS), [30], qos="best_effort")
-                   for kind in ("passthrough", "encoder")]
+    # LARGE_DATA (TCP + SHM for data): the nodes' default best-effort input, raw frames, 1 and 2 cameras
+    large = [group(kind, "raw", cameras, list(RESOLUTIONS), RATES, qos="best_effort")
+             for cameras in (1, 2) for kind in kinds]
+    large += [{**group(kind, "raw", 1, ["640x480"], MAX_RATE_STEPS, 2.0, qos="best_effort"),
+               "max_rate_search": True} for kind in kinds]
+    large += [group(kind, "raw", 1, list(RESOLUTIONS), [30]) for kind in kinds]  # reliable, for comparison
     return {"default": default, "LARGE_DATA": large}
 
 
@@ -328,7 +329,7 @@ def summarize(groups: list[dict]) -> dict:
     for g in groups:
         if g.get("max_rate_search") and g.get("phases"):
             clean = [p for p in g["phases"] if p["dropped"] == 0 and p["achieved_rate_hz"] >= 0.95 * p["rate_hz"]]
-            max_rate[g["kind"]] = {
+            max_rate[f"{g['dds']} {g['qos']} {g['kind']}"] = {
                 "max_zero_drop_rate_hz": max((p["rate_hz"] for p in clean), default=None),
                 "steps": [{"rate_hz": p["rate_hz"], "achieved_rate_hz": p["achieved_rate_hz"],
                            "drop_fraction": p["drop_fraction"], "p50_ms": p["latency_ms"]["p50"]}
@@ -338,7 +339,11 @@ def summarize(groups: list[dict]) -> dict:
 
 def main() -> int:
     parser = harness.base_parser(__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=float, default=3.0, help="seconds per measured phase")
+    parser.add_argument("--duration", type=float, default=2.5, help="seconds per measured phase")
+    parser.add_argument("--discovery-range", default=None,
+                        help="ROS_AUTOMATIC_DISCOVERY_RANGE for every participant (default: unset, ROS's SUBNET). "
+                             "LOCALHOST makes rmw_fastrtps configure its own transports and ignore "
+                             "FASTDDS_BUILTIN_TRANSPORTS (measured: LARGE_DATA then still drops best-effort VGA)")
     parser.add_argument("--driver", type=Path, help="internal: run one driver from a plan file")
     parser.add_argument("--result", type=Path)
     parser.add_argument("--tag", default="default")
@@ -355,8 +360,11 @@ def main() -> int:
             bundles[kind] = str(bundle_dir)
     plan = make_plan(args.quick, args.duration, "puzzle" in bundles)
     env = dict(os.environ)
-    env.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 100))
-    env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    # Own domain (101..200: the tests use 1..100), so concurrent runs on a shared machine do not meet.
+    env["ROS_DOMAIN_ID"] = str(101 + os.getpid() % 100)
+    env.pop("ROS_AUTOMATIC_DISCOVERY_RANGE", None)
+    if args.discovery_range:
+        env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = args.discovery_range
     groups = []
     scratch = harness.REPO / "runs" / "bench"
     scratch.mkdir(parents=True, exist_ok=True)
@@ -374,6 +382,7 @@ def main() -> int:
         "what": "source stamp -> latent received over DDS on this host; drops = sent - received; node CPU % is of "
                 "one core; encoder added latency = encoder p50 - pass-through p50 of the same scenario, same run",
         "bundles": bundles, "frames": "vtest bag /camera/image_raw (768x576), cv2.INTER_AREA resize; JPEG q90",
+        "discovery_range": args.discovery_range or "unset (SUBNET)", "ros_domain_id": env["ROS_DOMAIN_ID"],
         "groups": groups, "summary": summarize(groups),
     }, started=started)
     return 0

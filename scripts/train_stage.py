@@ -12,10 +12,12 @@ Needs only torch, numpy, cv2, safetensors, tqdm, yaml (no rosbags / rclpy / scik
 data_cache/crops is missing but data_cache/sources is there (carry it: 21 MB), the crops are rebuilt first
 (`python -m sage_ros.data.fetch --from-sources`, numpy + cv2 only).
 
-With --out, the run tree (minus checkpoint.pt files, which hold optimizer state) is packed as
-ship_runs.tar.gz split into parts of at most 15 MB (ship_runs.tar.gz.part-aa, -ab, ...), plus
-train_stage.json (commands, wall times, versions). Reassemble with
-    cat ship_runs.tar.gz.part-* | tar -xz          # -> runs/ship/...
+With --out, each stage's run tree (minus checkpoint.pt files, which hold optimizer state) is packed as soon
+as the stage ends, as <stage>.tar.gz split into parts of at most 15 MB (<stage>.tar.gz.part-aa, -ab, ...),
+and train_stage.json (commands, wall times, images/s, versions) is rewritten after every stage.
+Stages run most-important first (TinyVAE sweep, puzzle, distill), so a run cut short keeps the earlier ones.
+Reassemble (6 files at the full budget: the teacher alone is 35 MB) with
+    for s in tinyvae_ablation puzzle distill; do cat $s.tar.gz.part-* | tar -xz; done   # -> runs/ship/...
 and continue with scripts/export_stage.sh on a CPU machine.
 """
 from __future__ import annotations
@@ -33,6 +35,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 PART_BYTES = 15 * 2 ** 20
+STAGE_DIRS = {"tinyvae_ablation": "ablate", "puzzle": "puzzle", "distill": "distill"}
 
 # Budgets in optimizer steps (batch sizes per process). "full" is sized for <= ~8 min on one H100 with
 # the bundled data (12,000 train crops at 64 px, 24,000 at 32 px, 3,000 at 224 px); "tiny" is the CPU smoke test.
@@ -49,14 +52,14 @@ def commands(b: dict, device: str, root: Path, latents: list[int]) -> list[tuple
     if b["limit"]:
         common += ["--limit", str(b["limit"])]
     cli = [sys.executable, "-m", "sage_ros.cli"]
-    return [
+    return [  # most important first: a run cut short by the device time limit still returns the earlier ones
         ("tinyvae_ablation", [*cli, "ablate", "--train-only", "--run-dir", str(root / "ablate"),
                               "--latents", *map(str, latents), "--steps", str(b["tinyvae_steps"]),
                               "--batch-size", str(b["tinyvae_batch"]), "--beta", "1.0", *common]),
-        ("distill", [*cli, "distill", "--run-dir", str(root / "distill"), "--steps", str(b["student_steps"]),
-                     "--teacher-steps", str(b["teacher_steps"]), "--batch-size", str(b["distill_batch"]), *common]),
         ("puzzle", [*cli, "train", "--model", "VisionPuzzleVAE", "--run-dir", str(root / "puzzle"),
                     "--steps", str(b["puzzle_steps"]), "--batch-size", str(b["puzzle_batch"]), *common]),
+        ("distill", [*cli, "distill", "--run-dir", str(root / "distill"), "--steps", str(b["student_steps"]),
+                     "--teacher-steps", str(b["teacher_steps"]), "--batch-size", str(b["distill_batch"]), *common]),
     ]
 
 
@@ -71,16 +74,18 @@ def ensure_data(log) -> None:
     subprocess.run(cmd, cwd=REPO, check=True)
 
 
-def pack(root: Path, out: Path) -> list[str]:
-    """runs tree without checkpoints -> ship_runs.tar.gz.part-?? files of <= 15 MB each."""
+def pack(root: Path, stage: str, out: Path) -> list[str]:
+    """<root>/<stage dir> without checkpoints -> <stage>.tar.gz.part-aa, -ab, ... (each <= PART_BYTES)."""
     out.mkdir(parents=True, exist_ok=True)
-    archive = out / "ship_runs.tar.gz"
+    source = root / STAGE_DIRS[stage]
+    base = root.parent.parent if root.is_relative_to(REPO) else root.parent  # keep runs/ship/... paths
+    archive = out / f"{stage}.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
-        tar.add(root, arcname=str(root.relative_to(REPO)) if root.is_relative_to(REPO) else root.name,
+        tar.add(source, arcname=str(source.relative_to(base)),
                 filter=lambda info: None if info.name.endswith("checkpoint.pt") else info)
     data, parts = archive.read_bytes(), []
-    for i in range(0, len(data), PART_BYTES):
-        name = f"ship_runs.tar.gz.part-{chr(97 + i // PART_BYTES // 26)}{chr(97 + i // PART_BYTES % 26)}"
+    for n, i in enumerate(range(0, len(data), PART_BYTES)):
+        name = f"{stage}.tar.gz.part-{chr(97 + n // 26)}{chr(97 + n % 26)}"
         (out / name).write_bytes(data[i:i + PART_BYTES])
         parts.append(name)
     archive.unlink()
@@ -102,7 +107,7 @@ def main(argv=None) -> int:
     budget.update({k: v for k, v in vars(args).items() if k in budget and v is not None})
 
     record = {"budget": args.budget, "budgets": budget, "device": args.device, "python": platform.python_version(),
-              "stages": []}
+              "stages": [], "wall_s": 0.0, "rates": {}}
     try:
         import torch
         record["torch"] = torch.__version__
@@ -120,19 +125,27 @@ def main(argv=None) -> int:
         log({"stage": name, "command": shown})
         start = time.perf_counter()
         rc = subprocess.run(cmd, cwd=REPO, env=env).returncode
-        record["stages"].append({"stage": name, "command": shown, "returncode": rc,
-                                 "wall_s": round(time.perf_counter() - start, 1)})
-        log(record["stages"][-1])
+        entry = {"stage": name, "command": shown, "returncode": rc, "wall_s": round(time.perf_counter() - start, 1)}
+        if args.out and rc == 0:
+            entry["parts"] = pack(args.root, name, args.out)
+        record["stages"].append(entry)
+        record["wall_s"] = round(time.perf_counter() - start_all, 1)
+        record["rates"] = collect_rates(args.root)
+        write_record(record, args)  # after every stage: whatever finished is described even if a later one dies
+        log(entry)
         if rc != 0:
             break
-    record["wall_s"] = round(time.perf_counter() - start_all, 1)
-    record["rates"] = collect_rates(args.root)
-    if args.out:
-        record["parts"] = pack(args.root, args.out)
-        (args.out / "train_stage.json").write_text(json.dumps(record, indent=2) + "\n")
-    (args.root / "train_stage.json").write_text(json.dumps(record, indent=2) + "\n")
     log({"done": True, "wall_s": record["wall_s"], "rates": record["rates"]})
     return 0 if all(s["returncode"] == 0 for s in record["stages"]) else 1
+
+
+def write_record(record: dict, args) -> None:
+    text = json.dumps(record, indent=2) + "\n"
+    args.root.mkdir(parents=True, exist_ok=True)
+    (args.root / "train_stage.json").write_text(text)
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "train_stage.json").write_text(text)
 
 
 def collect_rates(root: Path) -> dict:

@@ -22,7 +22,7 @@ def stage():
 @pytest.mark.parametrize("budget", ["full", "tiny"])
 def test_commands_parse(stage, budget, tmp_path):
     cmds = stage.commands(stage.BUDGETS[budget], "cuda", tmp_path, [4, 64])
-    assert [name for name, _ in cmds] == ["tinyvae_ablation", "distill", "puzzle"]
+    assert [name for name, _ in cmds] == ["tinyvae_ablation", "puzzle", "distill"]
     for _name, cmd in cmds:
         argv = cmd[3:]  # drop "python -m sage_ros.cli"
         args = build_parser(argv).parse_args(argv)
@@ -31,12 +31,13 @@ def test_commands_parse(stage, budget, tmp_path):
 
 def test_pack_splits_without_checkpoints(stage, tmp_path, monkeypatch):
     monkeypatch.setattr(stage, "PART_BYTES", 4096)
-    root = tmp_path / "runs"
-    (root / "a").mkdir(parents=True)
-    (root / "a" / "model.safetensors").write_bytes(__import__("os").urandom(10_000))
-    (root / "a" / "checkpoint.pt").write_bytes(b"x" * 100)
-    parts = stage.pack(root, tmp_path / "out")
+    root = tmp_path / "ship"
+    (root / "puzzle").mkdir(parents=True)
+    (root / "puzzle" / "model.safetensors").write_bytes(__import__("os").urandom(10_000))
+    (root / "puzzle" / "checkpoint.pt").write_bytes(b"x" * 100)
+    parts = stage.pack(root, "puzzle", tmp_path / "out")
+    assert parts[0] == "puzzle.tar.gz.part-aa"
     assert len(parts) == 3 and all((tmp_path / "out" / p).stat().st_size <= 4096 for p in parts)
     joined = b"".join((tmp_path / "out" / p).read_bytes() for p in sorted(parts))
     names = tarfile.open(fileobj=io.BytesIO(joined), mode="r:gz").getnames()
-    assert "runs/a/model.safetensors" in names and not any(n.endswith("checkpoint.pt") for n in names)
+    assert "ship/puzzle/model.safetensors" in names and not any(n.endswith("checkpoint.pt") for n in names)

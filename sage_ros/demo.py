@@ -266,10 +266,12 @@ class GraphProbe:
 
     def __init__(self, domain_id: int):
         import rclpy
+        from rclpy.signals import SignalHandlerOptions
 
         self._rclpy = rclpy
         self.context = rclpy.Context()
-        rclpy.init(context=self.context, domain_id=domain_id)
+        # no rclpy signal handlers: Ctrl-C stays ours (children are stopped in order)
+        rclpy.init(context=self.context, domain_id=domain_id, signal_handler_options=SignalHandlerOptions.NO)
         self.node = rclpy.create_node("sage_demo_graph_probe", context=self.context)
 
     def has_subscriber(self, node_name: str, topic: str) -> bool:

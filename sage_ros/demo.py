@@ -224,10 +224,25 @@ def find_models(models_dir: Path) -> DemoModels:
             by_size.setdefault(bundle.latent_shape, {}).setdefault(bundle.precision, bundle)
     if not by_size:
         raise DemoError(f"no TinyVAE bundle (fp32 / int8 / int4) under {models_dir}; found "
-                        f"{[b.name for b in bundles] or 'no valid bundles'}. Pass --models DIR.")
+                        f"{[b.name for b in bundles] or 'no valid bundles'}. Pass --models DIR (untrained test bundles for "
+                        "the plumbing: python test/demo_helpers.py /tmp/demo_models)")
     tinyvae = max(by_size.items(), key=lambda item: (len(item[1]), "fp32" in item[1], item[0]))[1]
     puzzles = sorted((b for b in bundles if b.is_vq), key=lambda b: (b.precision != "fp32", b.name))
     return DemoModels({p: tinyvae[p] for p in TINYVAE_PRECISIONS if p in tinyvae}, puzzles[0] if puzzles else None)
+
+
+def default_models_dir() -> Path:
+    """Where the encoder node looks for bundles by name (installed share/, then the checkout): the first that
+    holds any bundle, else the checkout's models/ (so the error names the directory a user expects)."""
+    dirs = []
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        dirs.append(Path(get_package_share_directory("sage_ros")) / "models")
+    except (ImportError, LookupError, OSError):  # not installed / no AMENT_PREFIX_PATH (a pip venv)
+        pass
+    dirs.append(REPO / "models")
+    return next((d for d in dirs if any(d.glob("*/bundle.json"))), REPO / "models")
 
 
 @dataclass
@@ -641,8 +656,9 @@ def contact_sheet(path: Path, recording: Recording, encoders: list[EncoderRun], 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("demo_out"), help="output directory (default demo_out)")
-    parser.add_argument("--models", type=Path, default=REPO / "models",
-                        help="directory of model bundles (default: the shipped models/)")
+    parser.add_argument("--models", type=Path, default=None,
+                        help="directory of model bundles (default: the shipped models: share/sage_ros/models of an "
+                             "installed package, else the checkout's models/)")
     parser.add_argument("--bag", type=Path, default=None, help="input bag (default: the bundled vtest bag)")
     parser.add_argument("--rate", type=float, default=1.0, help="playback rate (default 1.0 = 10 fps)")
     parser.add_argument("--start-offset", type=float, default=0.0, metavar="S",
@@ -683,12 +699,12 @@ def _run(args, started: float) -> int:
         raise DemoError(str(err)) from None
     if not Path(bag_in).exists():
         raise DemoError(f"bag {bag_in} not found")
-    models = find_models(args.models)
+    models = find_models(args.models or default_models_dir())
     encoders = demo_encoders(models)
     missing = [p for p in TINYVAE_PRECISIONS if p not in models.tinyvae]
     if missing or models.puzzle is None:
         print(f"sage-ros demo: note: no TinyVAE {missing} bundle(s)" * bool(missing)
-              + " / no VisionPuzzleVAE bundle" * (models.puzzle is None) + f" under {args.models}; running the rest")
+              + " / no VisionPuzzleVAE bundle" * (models.puzzle is None) + "; running the rest")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     bag_out = out / "replay_bag"

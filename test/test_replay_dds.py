@@ -162,8 +162,10 @@ def test_replay_overload_drops_counted(tmp_path, bundle, offline, rate):
     assert published == len(latents)
     # the latest-frame-wins drops are exactly input minus output, and there are some to count
     assert dropped == len(frames) - len(latents) > 0
-    playback_s = (len(frames) - 1) * 0.1 / rate
-    assert len(latents) <= math.ceil(playback_s * OVERLOAD_MAX_RATE) + 2
+    # max_rate really limits: one inference per 0.1 s while frames arrive, plus the last frame's
+    arrivals = sorted(recording.input_log_ns.values())
+    playback_s = (arrivals[-1] - arrivals[0]) / 1e9  # as it happened (a starved player plays slower)
+    assert len(latents) <= math.floor(playback_s * OVERLOAD_MAX_RATE) + 3
     # every latent that was published is the right one: an input frame's, in order, with its value
     stamps = [stamp for stamp, _, _, _ in latents]
     assert stamps == sorted(stamps) and set(stamps) <= {stamp for stamp, _ in frames}

@@ -193,9 +193,7 @@ def encoder_command(preset: str, bundle: Path, node_name: str, params: dict | No
 class DemoModels:
     tinyvae: dict  # precision -> Bundle, same architecture and latent size
     puzzle: object | None  # Bundle or None
-
-    def all(self) -> list:
-        return [*self.tinyvae.values(), *([self.puzzle] if self.puzzle else [])]
+    found: list = field(default_factory=list)  # every valid bundle in the directory (for the size table)
 
 
 def is_untrained(bundle) -> bool:
@@ -228,7 +226,21 @@ def find_models(models_dir: Path) -> DemoModels:
                         "the plumbing: python test/demo_helpers.py /tmp/demo_models)")
     tinyvae = max(by_size.items(), key=lambda item: (len(item[1]), "fp32" in item[1], item[0]))[1]
     puzzles = sorted((b for b in bundles if b.is_vq), key=lambda b: (b.precision != "fp32", b.name))
-    return DemoModels({p: tinyvae[p] for p in TINYVAE_PRECISIONS if p in tinyvae}, puzzles[0] if puzzles else None)
+    return DemoModels({p: tinyvae[p] for p in TINYVAE_PRECISIONS if p in tinyvae}, puzzles[0] if puzzles else None,
+                      bundles)
+
+
+def size_table(bundles: list) -> list[dict]:
+    """Every bundle's real ONNX bytes, and the ratio to the fp32 bundle of the same architecture and latent."""
+    fp32 = {(b.architecture, b.latent_shape): bundle_bytes(b)["onnx_total"] for b in bundles if b.precision == "fp32"}
+    rows = []
+    for bundle in sorted(bundles, key=lambda b: (b.architecture, b.latent_shape, b.name)):
+        sizes = bundle_bytes(bundle)
+        reference = fp32.get((bundle.architecture, bundle.latent_shape))
+        rows.append({"model": bundle.name, "architecture": bundle.architecture, "precision": bundle.precision,
+                     "latent_shape": list(bundle.latent_shape), **sizes,
+                     "onnx_ratio_vs_fp32": round(reference / sizes["onnx_total"], 2) if reference else None})
+    return rows
 
 
 def default_models_dir() -> Path:
@@ -551,6 +563,14 @@ def summary_text(summary: dict) -> str:
     lines.append("latency = recorder receive time of the latent - recorder receive time of its source frame "
                  "(matched by header stamp), ms; infer = node's backend call p50, ms; "
                  "onnx bytes = encoder.onnx + decoder.onnx on disk")
+    if summary.get("bundles"):
+        lines.append("model files, bytes on disk (x fp32 = fp32 ONNX bytes / these; all files = the whole bundle):")
+        lines.append(f"  {'model':<28} {'arch':<15} {'prec':<5} {'encoder.onnx':>12} {'decoder.onnx':>12} "
+                     f"{'x fp32':>6} {'all files':>10}")
+        for row in summary["bundles"]:
+            lines.append(f"  {row['model']:<28} {row['architecture']:<15} {row['precision']:<5} "
+                         f"{row['encoder_onnx']:>12,} {row['decoder_onnx']:>12,} {_fmt(row['onnx_ratio_vs_fp32'], '.2f'):>6} "
+                         f"{row['all_files']:>10,}")
     if any(row["untrained"] for row in summary["encoders"]):
         lines.append("WARNING: untrained (seeded) bundles: the reconstructions show plumbing, not model quality")
     return "\n".join(lines)
@@ -721,6 +741,7 @@ def _run(args, started: float) -> int:
     print(f"[{time.monotonic() - started:5.1f} s] replay done; reading {bag_out}", flush=True)
     recording = read_recording(bag_out, [e.output_topic for e in encoders])
     summary = summarize(recording, encoders, result, options)
+    summary["bundles"] = size_table(models.found)
     sheet = out / "contact_sheet.png"
     summary["contact_sheet_frames"] = contact_sheet(sheet, recording, encoders, rows=args.rows)
     summary["contact_sheet"] = str(sheet)

@@ -66,6 +66,9 @@ def test_demo_end_to_end(tmp_path, models_dir, bag):
     assert nodes["tinyvae_fp32"]["bytes"]["onnx_total"] == sum(
         (models_dir / "untrained-tinyvae-l16-fp32" / f).stat().st_size for f in ("encoder.onnx", "decoder.onnx"))
     assert nodes["tinyvae_int8"]["onnx_ratio_vs_fp32"] > 1.5 and nodes["tinyvae_int4"]["onnx_ratio_vs_fp32"] > 1.5
+    sizes = {row["model"]: row for row in summary["bundles"]}  # every bundle found, with real sizes
+    assert set(sizes) == {p.name for p in models_dir.iterdir()}
+    assert sizes["untrained-tinyvae-l16-int4"]["onnx_ratio_vs_fp32"] == nodes["tinyvae_int4"]["onnx_ratio_vs_fp32"]
     # the printed summary and the picture
     assert "tinyvae_int4" in stdout and "UNTRAINED" in stdout and "contact sheet" in stdout
     from PIL import Image

@@ -40,6 +40,7 @@ from sage_ros.atomic import atomic_path, atomic_write_json, atomic_write_text
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 RAW_TOPIC = "/camera/image_raw"
+COMPRESSED_TOPIC = RAW_TOPIC + "/compressed"  # the whole video as JPEG (79.5 s, 795 frames)
 DIAGNOSTICS_TOPIC = "/diagnostics"
 TINYVAE_PRECISIONS = ("fp32", "int8", "int4")  # the contact sheet's reconstruction columns, in this order
 ENCODER_READY_LOG = "backend warm"  # the encoder node logs this once it is active
@@ -335,9 +336,14 @@ class ReplayOptions:
     qos: str = "reliable"  # play's publisher QoS; the encoders subscribe with the matching reliability
     qos_depth: int = 10  # encoder input queue: with depth 1 a reliable sample can be replaced before it is taken
     max_rate: float = 0.0  # encoder max_rate parameter (0 = as fast as frames come)
+    transport: str = "raw"  # raw: /camera/image_raw (Image); compressed: /camera/image_raw/compressed (JPEG)
     diagnostics_period: float = 0.5
     drain_s: float = 2.0  # after play: encoders finish their last frame, /diagnostics reports final counts
     ready_timeout: float = 90.0  # process start-up on a busy 2-core machine is slow
+
+    @property
+    def input_topic(self) -> str:
+        return COMPRESSED_TOPIC if self.transport == "compressed" else RAW_TOPIC
 
 
 @dataclass
@@ -359,7 +365,7 @@ def run_replay(bag_in: Path, bag_out: Path, encoders: list[EncoderRun], group: P
     on_phase(f"starting {len(encoders)} encoder node(s): {', '.join(e.node_name for e in encoders)}")
     nodes = []
     for enc in encoders:
-        params = {"image_topics": [RAW_TOPIC], "backend": options.backend,
+        params = {"image_topics": [RAW_TOPIC], "input_transport": options.transport, "backend": options.backend,
                   "qos_reliability": "reliable" if options.qos == "reliable" else "best_effort",
                   "qos_depth": options.qos_depth, "max_rate": float(options.max_rate),
                   "diagnostics_period": float(options.diagnostics_period)}
@@ -369,20 +375,20 @@ def run_replay(bag_in: Path, bag_out: Path, encoders: list[EncoderRun], group: P
     for node in nodes:
         node.wait_for_log(ENCODER_READY_LOG, options.ready_timeout)
     times["encoders_ready"] = time.monotonic() - started
-    topics = [RAW_TOPIC, *(e.output_topic for e in encoders), DIAGNOSTICS_TOPIC]
+    topics = [options.input_topic, *(e.output_topic for e in encoders), DIAGNOSTICS_TOPIC]
     recorder = group.start("recorder", sage_ros_command("bag", "record", bag_out, "--topics", *topics))
     with GraphProbe(int(group.env["ROS_DOMAIN_ID"])) as probe:
         probe.wait_for_subscriber(RECORDER_NODE, topics[1:], options.ready_timeout, recorder)
     times["recorder_ready"] = time.monotonic() - started
-    on_phase(f"playing {bag_in} {RAW_TOPIC} at rate {options.rate} from {options.start_offset} s")
+    on_phase(f"playing {bag_in} {options.input_topic} at rate {options.rate} from {options.start_offset} s")
     play_started = time.monotonic()
     player = group.start("player", sage_ros_command(
-        "bag", "play", bag_in, "--topics", RAW_TOPIC, "--rate", options.rate, "--start-offset", options.start_offset,
+        "bag", "play", bag_in, "--topics", options.input_topic, "--rate", options.rate, "--start-offset", options.start_offset,
         "--qos", options.qos, "--wait-for-subscribers", len(encoders) + 1, "--wait-timeout", options.ready_timeout))
     if player.wait(timeout=options.ready_timeout + 600) != 0:
         raise DemoError(f"bag play failed ({player.process.returncode}):\n{player.tail()}")
     times["play"] = time.monotonic() - play_started
-    frames_played = _played_count(player.log())
+    frames_played = _played_count(player.log(), options.input_topic)
     (wait_done or (lambda: time.sleep(options.drain_s)))()
     group.stop(recorder, grace=60.0)
     if recorder.process.returncode != 0 or not Path(bag_out).exists():
@@ -393,9 +399,9 @@ def run_replay(bag_in: Path, bag_out: Path, encoders: list[EncoderRun], group: P
     return ReplayResult(Path(bag_out), frames_played, times)
 
 
-def _played_count(play_log: str) -> int:
+def _played_count(play_log: str, topic: str) -> int:
     for line in play_log.splitlines():
-        if line.strip().startswith(RAW_TOPIC + ":") and "published" in line:
+        if line.strip().startswith(topic + ":") and "published" in line:
             return int(line.split(":", 1)[1].split()[0])
     raise DemoError(f"bag play did not report what it published:\n{play_log[-2000:]}")
 
@@ -410,22 +416,23 @@ class Recording:
     outputs: dict = field(default_factory=dict)  # topic -> list of (stamp, frame_id, log time, {"mu",..}|{"codes"})
     diagnostics: dict = field(default_factory=dict)  # status name -> key/values of its last message
     bag: Path | None = None
+    input_topic: str = RAW_TOPIC
 
 
 def _stamp_ns(header) -> int:
     return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
 
 
-def read_recording(bag: Path, output_topics: list[str]) -> Recording:
+def read_recording(bag: Path, output_topics: list[str], input_topic: str = RAW_TOPIC) -> Recording:
     from sage_ros.bag.common import open_reader, typestore
     from sage_ros.runtime.messages import image_to_output
 
     store = typestore()
-    recording = Recording(outputs={topic: [] for topic in output_topics}, bag=Path(bag))
+    recording = Recording(outputs={topic: [] for topic in output_topics}, bag=Path(bag), input_topic=input_topic)
     reader = open_reader(bag)
     try:
         for conn, log_ns, data in reader.messages():
-            if conn.topic == RAW_TOPIC:
+            if conn.topic == input_topic:
                 header = _deserialize_header(data)
                 recording.input_log_ns[header[0]] = log_ns
                 recording.input_frame_ids[header[0]] = header[1]
@@ -455,19 +462,20 @@ def _deserialize_header(data) -> tuple[int, str]:
     return sec * 1_000_000_000 + int(nanosec), frame_id
 
 
-def read_input_frames(bag: Path, stamps: set[int]) -> dict[int, np.ndarray]:
-    """Recorded input frames (uint8 RGB) with these header stamps."""
+def read_input_frames(bag: Path, stamps: set[int], topic: str = RAW_TOPIC) -> dict[int, np.ndarray]:
+    """Recorded input frames (uint8 RGB, full size) with these header stamps, from a raw or JPEG topic."""
     from sage_ros.bag.common import open_reader, typestore
-    from sage_ros.runtime.image_codec import image_msg_to_rgb8
+    from sage_ros.runtime.image_codec import decode_compressed, image_msg_to_rgb8
 
     store, frames = typestore(), {}
     reader = open_reader(bag)
     try:
-        connections = [c for c in reader.connections if c.topic == RAW_TOPIC]
+        connections = [c for c in reader.connections if c.topic == topic]
         for conn, _, data in reader.messages(connections=connections):
             if _deserialize_header(data)[0] in stamps:
                 msg = store.deserialize_cdr(data, conn.msgtype)
-                frames[_stamp_ns(msg.header)] = image_msg_to_rgb8(msg).copy()
+                to_rgb = decode_compressed if conn.msgtype.endswith("CompressedImage") else image_msg_to_rgb8
+                frames[_stamp_ns(msg.header)] = to_rgb(msg).copy()
     finally:
         reader.close()
     return frames
@@ -530,7 +538,8 @@ def summarize(recording: Recording, encoders: list[EncoderRun], result: ReplayRe
         })
     return {"frames_played": result.frames_played, "frames_recorded_input": len(recording.input_log_ns),
             "input_rate_hz": _rate_hz(list(recording.input_log_ns.values())), "rate": options.rate,
-            "start_offset_s": options.start_offset, "qos": options.qos, "bag": str(result.bag),
+            "start_offset_s": options.start_offset, "input_topic": options.input_topic, "qos": options.qos,
+            "bag": str(result.bag),
             "dds_transports": os.environ.get("FASTDDS_BUILTIN_TRANSPORTS", "default"),
             "wall_s": {k: round(v, 2) for k, v in result.wall_s.items()}, "encoders": rows}
 
@@ -548,7 +557,7 @@ def _fmt(value, spec: str = ".1f") -> str:
 
 
 def summary_text(summary: dict) -> str:
-    lines = [f"input: {summary['frames_played']} frames played ({summary['frames_recorded_input']} recorded) at "
+    lines = [f"input {summary['input_topic']}: {summary['frames_played']} frames played ({summary['frames_recorded_input']} recorded) at "
              f"{_fmt(summary['input_rate_hz'])} Hz (rate {summary['rate']}, {summary['qos']} QoS, "
              f"{summary['dds_transports']} DDS transports)",
              f"{'node':<15} {'precision':<9} {'in':>4} {'out':>4} {'drop':>4} {'out Hz':>6} "
@@ -615,7 +624,7 @@ def contact_sheet(path: Path, recording: Recording, encoders: list[EncoderRun], 
     stamps = pick_stamps(recording, encoders, rows)
     if not stamps:
         raise DemoError("no frame was encoded by every encoder; nothing to show (see the summary)")
-    frames = read_input_frames(recording.bag, set(stamps))
+    frames = read_input_frames(recording.bag, set(stamps), recording.input_topic)
     outputs = {enc.output_topic: {stamp: out for stamp, _, _, out in recording.outputs[enc.output_topic]}
                for enc in encoders}
     tinyvae = [e for e in encoders if e.preset == "tinyvae"]
@@ -683,6 +692,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rate", type=float, default=1.0, help="playback rate (default 1.0 = 10 fps)")
     parser.add_argument("--start-offset", type=float, default=0.0, metavar="S",
                         help="start S seconds into the 20 s raw slice (shorter demo)")
+    parser.add_argument("--transport", default="raw", choices=("raw", "compressed"),
+                        help="raw: /camera/image_raw (20 s, rgb8); compressed: /camera/image_raw/compressed (the "
+                             "whole 79.5 s video as JPEG; use --start-offset, e.g. 60) with input_transport:=compressed")
     parser.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "tensorrt", "torch"))
     parser.add_argument("--rows", type=int, default=5, help="frames on the contact sheet (default 5)")
     parser.add_argument("--domain-id", type=int, default=None,
@@ -730,7 +742,8 @@ def _run(args, started: float) -> int:
     bag_out = out / "replay_bag"
     if bag_out.exists():  # our own output of an earlier run (a recorder refuses to overwrite a bag)
         shutil.rmtree(bag_out)
-    options = ReplayOptions(rate=args.rate, start_offset=args.start_offset, backend=args.backend)
+    options = ReplayOptions(rate=args.rate, start_offset=args.start_offset, backend=args.backend,
+                            transport=args.transport)
     env = child_env(args.domain_id, args.large_data)
     for key in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "FASTDDS_BUILTIN_TRANSPORTS"):  # our graph probe: same DDS set-up
         if key in env:
@@ -739,7 +752,7 @@ def _run(args, started: float) -> int:
         result = run_replay(Path(bag_in), bag_out, encoders, group, options,
                             on_phase=lambda text: print(f"[{time.monotonic() - started:5.1f} s] {text}", flush=True))
     print(f"[{time.monotonic() - started:5.1f} s] replay done; reading {bag_out}", flush=True)
-    recording = read_recording(bag_out, [e.output_topic for e in encoders])
+    recording = read_recording(bag_out, [e.output_topic for e in encoders], options.input_topic)
     summary = summarize(recording, encoders, result, options)
     summary["bundles"] = size_table(models.found)
     sheet = out / "contact_sheet.png"

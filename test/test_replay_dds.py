@@ -8,6 +8,8 @@ DDS (measured: best effort loses 30-60 % of these 1.3 MB frames on this machine,
 the node and the recorder to subscribe (--wait-for-subscribers 2), so nothing is lost at start-up either.
 - rate 1.0 (10 fps, the recorded rate; this machine sustains it with a wide margin, see docs/demo.md): every
   input frame gives exactly one latent, stamps and frame_ids one to one, values = `bag encode` within 1e-5.
+- the same on the JPEG topic (last 3 s of /camera/image_raw/compressed, node input_transport:=compressed with
+  reduced-resolution decode, `bag encode --topic .../compressed`).
 - rate 2.0 and 4.0 with the node's max_rate pinned to 10 Hz (what the 1.0 run needs), so the node is
   overloaded 2x / 4x whatever this machine's speed: the latest-frame-wins drops in /diagnostics equal input
   minus output exactly, and every latent that is published is still the right one.
@@ -32,24 +34,25 @@ try:
 except DataNotFoundError as err:  # `make test` runs `make data` first; a bare pytest may not have
     pytest.skip(f"bundled bag missing: {err}", allow_module_level=True)
 
-from sage_ros.demo import (RAW_TOPIC, EncoderRun, ProcessGroup, ReplayOptions, _deserialize_header,  # noqa: E402
+from sage_ros.demo import (COMPRESSED_TOPIC, RAW_TOPIC, EncoderRun, ProcessGroup, ReplayOptions, _deserialize_header,  # noqa: E402
                            child_env, read_recording, run_replay, sage_ros_command)
 
 START_OFFSET_S = 17.0  # last 3 s of the 20 s raw slice
+COMPRESSED_OFFSET_S = 76.5  # last 3 s of the 79.5 s JPEG topic
 NODE = "replay_encoder"
 LATENT_TOPIC = "/camera/latent"
 ATOL = 1e-5  # live (batch 1) vs offline (batch 16) onnxruntime CPU; measured: bit-identical (0.0)
 OVERLOAD_MAX_RATE = 10.0
 
 
-def input_slice() -> list[tuple[int, str]]:
-    """(header stamp ns, frame_id) of every raw frame `bag play --start-offset` plays, in order."""
+def input_slice(topic: str = RAW_TOPIC, offset_s: float = START_OFFSET_S) -> list[tuple[int, str]]:
+    """(header stamp ns, frame_id) of every frame of `topic` that `bag play --start-offset` plays, in order."""
     from sage_ros.bag.common import open_reader
 
     reader = open_reader(BAG)
     try:
-        first = reader.start_time + int(START_OFFSET_S * 1e9)  # play's offset is from the bag's start time
-        connections = [c for c in reader.connections if c.topic == RAW_TOPIC]
+        first = reader.start_time + int(offset_s * 1e9)  # play's offset is from the bag's start time
+        connections = [c for c in reader.connections if c.topic == topic]
         return [_deserialize_header(data) for _, _, data in reader.messages(connections=connections, start=first)]
     finally:
         reader.close()
@@ -65,12 +68,21 @@ def bundle(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def offline(bundle, tmp_path_factory) -> dict:
-    """stamp -> (frame_id, mu, logvar) from `sage-ros bag encode` of the same bag (every raw frame)."""
+    return encode_offline(bundle, tmp_path_factory, RAW_TOPIC)
+
+
+@pytest.fixture(scope="module")
+def offline_compressed(bundle, tmp_path_factory) -> dict:
+    return encode_offline(bundle, tmp_path_factory, COMPRESSED_TOPIC)
+
+
+def encode_offline(bundle, tmp_path_factory, topic: str) -> dict:
+    """stamp -> (frame_id, mu, logvar) from `sage-ros bag encode` of the same bag (every frame of `topic`)."""
     from sage_ros.bag.common import open_reader, typestore
     from sage_ros.runtime.messages import image_to_output
 
     out = tmp_path_factory.mktemp("offline") / "encoded"
-    done = subprocess.run(sage_ros_command("bag", "encode", BAG, out, "--model", bundle.path, "--topic", RAW_TOPIC,
+    done = subprocess.run(sage_ros_command("bag", "encode", BAG, out, "--model", bundle.path, "--topic", topic,
                                            "--backend", "onnxruntime", "--device", "cpu", "--no-progress"),
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -87,18 +99,19 @@ def offline(bundle, tmp_path_factory) -> dict:
     return reference
 
 
-def replay(tmp_path: Path, bundle, rate: float, max_rate: float = 0.0):
+def replay(tmp_path: Path, bundle, rate: float, max_rate: float = 0.0, transport: str = "raw"):
     """One play -> node -> record run; returns (recording, frames played, the node's final diagnostics)."""
     from ros_helpers import TestGraph, wait_for
 
-    options = ReplayOptions(rate=rate, start_offset=START_OFFSET_S, backend="onnxruntime", qos="reliable",
-                            qos_depth=10, max_rate=max_rate, diagnostics_period=0.2)
+    options = ReplayOptions(rate=rate, start_offset=COMPRESSED_OFFSET_S if transport == "compressed" else START_OFFSET_S,
+                            backend="onnxruntime", qos="reliable", qos_depth=10, max_rate=max_rate,
+                            diagnostics_period=0.2, transport=transport)
     encoder = EncoderRun(NODE, "tinyvae", bundle, LATENT_TOPIC)
     from diagnostic_msgs.msg import DiagnosticArray
 
     graph = TestGraph("replay_test_watcher")
     diagnostics = graph.collect(DiagnosticArray, "/diagnostics")
-    expected = len(input_slice())
+    expected = len(input_slice(options.input_topic, options.start_offset))
 
     def node_finished():
         """The node has every played frame and has published or dropped each (then the recorder, which gets
@@ -120,7 +133,7 @@ def replay(tmp_path: Path, bundle, rate: float, max_rate: float = 0.0):
                                 on_phase=lambda text: None)
     finally:
         graph.close()
-    recording = read_recording(result.bag, [LATENT_TOPIC])
+    recording = read_recording(result.bag, [LATENT_TOPIC], options.input_topic)
     node_diag = next(v for k, v in recording.diagnostics.items() if k.startswith(f"/{NODE}"))
     return recording, result.frames_played, node_diag
 
@@ -149,6 +162,20 @@ def test_replay_every_frame_exactly_one_latent(tmp_path, bundle, offline):
     assert int(diag["dropped_frames"]) == 0 and int(diag["errors"]) == 0
     worst = check_values(latents, offline)
     print(f"rate 1.0: {played} played, {len(latents)} latents, 0 dropped, max |live - offline| = {worst:.2e}")
+
+
+def test_replay_compressed_every_frame_exactly_one_latent(tmp_path, bundle, offline_compressed):
+    """The JPEG topic, node with input_transport:=compressed (reduced-resolution decode, as `bag encode`)."""
+    frames = input_slice(COMPRESSED_TOPIC, COMPRESSED_OFFSET_S)
+    assert len(frames) == 30
+    recording, played, diag = replay(tmp_path, bundle, rate=1.0, transport="compressed")
+    latents = recording.outputs[LATENT_TOPIC]
+    assert played == len(frames)
+    assert [(stamp, frame_id) for stamp, frame_id, _, _ in latents] == frames
+    assert int(diag["frames_received"]) == int(diag["frames_published"]) == len(frames)
+    assert int(diag["dropped_frames"]) == 0 and int(diag["errors"]) == 0 and int(diag["bad_frames"]) == 0
+    worst = check_values(latents, offline_compressed)
+    print(f"compressed, rate 1.0: {played} played, {len(latents)} latents, max |live - offline| = {worst:.2e}")
 
 
 @pytest.mark.parametrize("rate", [2.0, 4.0])

@@ -63,7 +63,8 @@ def test_export_int4_bundle_has_4bit_matmuls_and_matches_torch_int4(run_dir, tmp
     q = bundle.meta["quantization"]
     assert bundle.precision == "int4" and bundle.meta["opset"] == 21
     assert q["int4_in_graph"] == ["fc_decode", "fc_logvar", "fc_mu"]
-    assert len(q["int4_storage_only"]) == 9 and q["storage_file"] in bundle.meta["files"]
+    assert len(q["int4_storage_only"]) == 9 and q["int8_storage_only"] == []
+    assert q["storage_file"] in bundle.meta["files"]
     assert len(_dq_int4_nodes(out / "encoder.onnx")) == 2 and len(_dq_int4_nodes(out / "decoder.onnx")) == 1
     # 4 bits + a float32 scale per 64 weights = 4.5 bits: 7.1x on the Linear weights, measured bytes
     assert q["int4_linear_ratio"] == pytest.approx(32 / 4.5, rel=0.01)
@@ -131,8 +132,8 @@ def test_evaluate_writes_report_plots_and_bundle_rows(run_dir, tmp_path):
     report = json.loads((out / "report.json").read_text())
     assert report["schema"] == "sage_ros.evaluate/1" and report["data"]["n_images"] == 20
     names = [v["name"] for v in report["variants"]]
-    assert names[:3] == ["int8", "int4-minmax", "int4-mse"] and names[3].startswith("onnx-int4")
-    for v in report["variants"][:3]:
+    assert names[:4] == ["int8", "int4-minmax", "int4-mse", "int4-mse-conv8"] and names[4].startswith("onnx-int4")
+    for v in report["variants"][:4]:
         assert v["bytes"] == (out / v["file"]).stat().st_size
         assert v["ratio_vs_fp32"] == pytest.approx(report["reference"]["bytes"] / v["bytes"])
     assert report["pca"]["n_components"] == 64 and report["pca"]["bytes"] == (out / "pca.safetensors").stat().st_size

@@ -144,3 +144,23 @@ def test_bad_inputs_raise_one_error_type(tmp_path):
     with pytest.raises(QuantizationError):
         quantize_(model, Int8Config())
     assert math.isfinite(model.quantization_report["weight_mse"])
+
+
+def test_int4_with_int8_convolutions(tmp_path):
+    ref = trained_model("TinyVAE", 16)
+    model = quantize_(trained_model("TinyVAE", 16), Int4Config(conv_scheme="int8"))
+    schemes = {t["module"]: t["scheme"] for t in model.quantization_report["tensors"]}
+    assert schemes == {"Conv2d": "int8", "ConvTranspose2d": "int8", "Linear": "int4"}
+    loaded = load_quantized(save_quantized(model, tmp_path / "m.safetensors"))
+    assert loaded.quantization_config == Int4Config(conv_scheme="int8")
+    for k, v in loaded.state_dict().items():
+        assert torch.equal(v, model.state_dict()[k]), k
+    pure = quantize_(trained_model("TinyVAE", 16), Int4Config())
+    conv_err = lambda m: sum(t["weight_mse"] for t in m.quantization_report["tensors"]  # noqa: E731
+                             if t["module"] != "Linear")
+    assert conv_err(model) < conv_err(pure) / 10
+    x = torch.from_numpy(smooth_images(16, 64, seed=4)).permute(0, 3, 1, 2).float() / 255
+    drift = lambda m: (m.encode(x)[0] - ref.encode(x)[0]).norm().item()  # noqa: E731
+    assert drift(model) < drift(pure)
+    with pytest.raises(QuantizationError):
+        Int4Config(conv_scheme="int2")

@@ -3,8 +3,8 @@
     sage-ros evaluate --model runs/t16 --out runs/t16-eval [--bundle models/tinyvae16_int8 ...]
 
 Into --out: model.fp32.safetensors (the float reference file every ratio divides by), model.int8.safetensors,
-model.int4-minmax.safetensors, model.int4-mse.safetensors (each evaluated after being rebuilt from its file
-alone), pca.safetensors (the PCA baseline's basis), report.json (schema in docs/quantization.md), report.md,
+model.int4-minmax.safetensors, model.int4-mse.safetensors, model.int4-mse-conv8.safetensors (INT4 Linear +
+INT8 convolutions; each evaluated after being rebuilt from its file alone), pca.safetensors (the PCA baseline's basis), report.json (schema in docs/quantization.md), report.md,
 recon_grid.png (original / float / INT8 / INT4 / bundles) and rate_distortion.png (PSNR vs bytes).
 ONNX bundles given with --bundle are run with onnxruntime, so what is measured is the graph that ships.
 """
@@ -37,7 +37,8 @@ def _torch_variants(group_size: int, int8_rounding: str) -> list[tuple[str, obje
 
     return [("int8", Int8Config(rounding=int8_rounding)),
             ("int4-minmax", Int4Config(group_size=group_size, rounding="minmax")),
-            ("int4-mse", Int4Config(group_size=group_size, rounding="mse"))]
+            ("int4-mse", Int4Config(group_size=group_size, rounding="mse")),
+            ("int4-mse-conv8", Int4Config(group_size=group_size, rounding="mse", conv_scheme="int8"))]
 
 
 def _evaluate_torch_variant(model, name, config, out: Path, images, fp32_bytes, batch_size) -> tuple[dict, object]:
@@ -117,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         model = load_float_model(args.model)
         images = load_images_from_args(args, model.image_size)
-        steps = 3 + 3 + len(args.bundle)
+        steps = 4 + 3 + len(args.bundle)
         progress.update("float reference", 0, steps, force=True)
         fp32_path = save_float(model, out / "model.fp32.safetensors")
         fp32_bytes = fp32_path.stat().st_size
@@ -127,13 +128,13 @@ def run(args: argparse.Namespace) -> int:
             progress.update(f"quantize + evaluate {name}", 1 + i, steps, force=True)
             result, loaded = _evaluate_torch_variant(model, name, config, out, images, fp32_bytes, args.batch_size)
             variants.append(result)
-            if name in ("int8", "int4-mse"):
-                grid_models.append((name.upper().replace("-MSE", ""), loaded))
+            if name in ("int8", "int4-mse", "int4-mse-conv8"):
+                grid_models.append(({"int8": "INT8", "int4-mse": "INT4"}.get(name, "INT4 lin+INT8 conv"), loaded))
         for i, bundle_dir in enumerate(args.bundle):
-            progress.update(f"bundle {bundle_dir}", 4 + i, steps, force=True)
+            progress.update(f"bundle {bundle_dir}", 5 + i, steps, force=True)
             result, codec = _evaluate_bundle(model, Path(bundle_dir), images, fp32_bytes, args.batch_size)
             variants.append(result)
-            grid_models.append((result["name"].split(" ")[0], codec))
+            grid_models.append((codec.meta["name"], codec))
         progress.update("PCA baseline", steps - 2, steps, force=True)
         pca = None if args.no_pca else _pca(args, model, images, out)
         progress.update("report", steps - 1, steps, force=True)
@@ -150,8 +151,8 @@ def run(args: argparse.Namespace) -> int:
         plot_recon_grid(out / "recon_grid.png",
                         [("original", sample)] + [(label, reconstruct(m, sample)) for label, m in grid_models])
         points = [{"label": "fp32", "bytes": fp32_bytes, "psnr": reference["psnr"], "kind": "reference"}]
-        points += [{"label": v["name"].split(" ")[0], "bytes": v["bytes"], "psnr": v["psnr"], "kind": v["kind"]}
-                   for v in variants]
+        points += [{"label": v["name"] if v["kind"] == "torch" else v["name"].split("(")[-1].rstrip(")"),
+                    "bytes": v["bytes"], "psnr": v["psnr"], "kind": v["kind"]} for v in variants]
         if pca:
             points.append({"label": f"PCA k={pca['n_components']}", "bytes": pca["bytes"], "psnr": pca["psnr"],
                            "kind": "baseline"})

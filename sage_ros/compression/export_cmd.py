@@ -60,6 +60,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("int4")
     g.add_argument("--group-size", type=int, default=64)
     g.add_argument("--rounding", choices=("minmax", "mse"), default="mse")
+    g.add_argument("--conv-scheme", choices=("int4", "int8"), default="int4",
+                   help="storage precision of the convolutions (Linear layers are INT4 in the graph)")
     parser.add_argument("--evaluate", action="store_true",
                         help="measure the bundle on held-out data (--data/--split) into bundle.json metrics")
     add_data_arguments(parser, limit=0)
@@ -145,7 +147,8 @@ def export_any(model, out: Path, args) -> Path:
                                   percentile=args.percentile, created_by=cmd, metrics=metrics,
                                   calibration_source=f"{args.calibration}/{args.calibration_split}")
     return export_int4_bundle(model, out, name=name, created_by=cmd, metrics=metrics,
-                              config=Int4Config(group_size=args.group_size, rounding=args.rounding))
+                              config=Int4Config(group_size=args.group_size, rounding=args.rounding,
+                                                conv_scheme=args.conv_scheme))
 
 
 def add_metrics(bundle_dir: Path, metrics: dict) -> None:

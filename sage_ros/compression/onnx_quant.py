@@ -18,7 +18,8 @@ the MatMul: 4-bit weights in the graph, the exact same integers and scales as th
 runs this pattern as INT4 weight-only GEMM; onnxruntime's CPU provider fuses it into MatMulNBits. Convolutions
 have no INT4 kernels anywhere (TensorRT included), so they are INT4 *storage-only*: the graph holds their
 dequantized float values and the bundle ships the packed INT4 copy (model.int4.safetensors, loadable with
-quantize.load_quantized). bundle.json `quantization` lists which layers are which and the measured bytes.
+quantize.load_quantized). With Int4Config(conv_scheme="int8") the convolutions are INT8 storage-only instead.
+bundle.json `quantization` lists which layers are which and the measured bytes.
 Graph scales are float32 (the fp16 values widened): a float16 scale would make DequantizeLinear output float16
 and need a Cast, which breaks both runtimes' DQ->MatMul fusion. That costs 0.5 bit per weight at group 64
 (4.5 bits -> 7.1x vs fp32), against 7.5x for the fp16-scale safetensors file.
@@ -268,8 +269,8 @@ def export_int4_bundle(model: nn.Module, out_dir, *, name: str, config: Int4Conf
     if missing:
         raise OnnxQuantError(f"Linear layers not found as MatMul weights in the graphs: {sorted(missing)}")
     save_quantized(qmodel, out_dir / INT4_STORAGE_FILE)
-    storage_only = [t["tensor"].removesuffix(".weight") for t in qmodel.quantization_report["tensors"]
-                    if t["module"] != "Linear"]
+    storage_only = {t["tensor"].removesuffix(".weight"): t["scheme"] for t in qmodel.quantization_report["tensors"]
+                    if t["module"] != "Linear"}
     onnx_bytes = {p: (out_dir / p).stat().st_size for p in fp32_bytes}
     lin_fp32 = sum(v["fp32_bytes"] for v in in_graph.values())
     lin_int4 = sum(v["int4_bytes"] + v["scale_bytes"] for v in in_graph.values())
@@ -279,8 +280,11 @@ def export_int4_bundle(model: nn.Module, out_dir, *, name: str, config: Int4Conf
         "torch_weights": INT4_STORAGE_FILE, "torch_weights_format": "sage_ros.quantized",
         "quantization": {
             "scheme": "int4-weight-only", "group_size": config.group_size, "rounding": config.rounding,
+            "conv_scheme": config.conv_scheme,
             "int4_in_graph": sorted(in_graph), "int4_in_graph_detail": in_graph,
-            "int4_storage_only": storage_only, "storage_file": INT4_STORAGE_FILE,
+            "int4_storage_only": sorted(k for k, v in storage_only.items() if v == "int4"),
+            "int8_storage_only": sorted(k for k, v in storage_only.items() if v == "int8"),
+            "storage_file": INT4_STORAGE_FILE,
             "graph_scale_dtype": "float32",
             "onnx_bytes": onnx_bytes, "onnx_bytes_fp32": fp32_bytes,
             "onnx_ratio_vs_fp32": sum(fp32_bytes.values()) / sum(onnx_bytes.values()),

@@ -17,6 +17,8 @@ Rounding: "minmax" uses scale = max|w| / qmax; "mse" searches a grid of clip rat
 group (INT4) and keeps the scale with the smallest squared weight error. The grid contains ratio 1.0, so
 "mse" is never worse than "minmax" on weight error; the report carries both numbers.
 
+Int4Config(conv_scheme="int8") keeps Linear layers INT4 and gives convolutions INT8 (see Int4Config).
+
 Every weight of a covered layer kind is quantized (none skipped); every other tensor (biases, norms,
 codebooks, BatchNorm statistics) is kept in float32 and listed in the report as such.
 """
@@ -52,6 +54,9 @@ class Int8Config:
     def __post_init__(self):
         _check_rounding(self)
 
+    def for_module(self, module: nn.Module):
+        return self
+
 
 @dataclass(frozen=True)
 class Int4Config:
@@ -62,6 +67,10 @@ class Int4Config:
     rounding: str = "mse"
     clip_grid: int = 20
     clip_min: float = 0.5
+    # "int8": convolutions get INT8 per-channel instead (Linear layers stay INT4). Convolutions are ~3 % of
+    # TinyVAE's weights but carry most of the INT4 error (checkerboard in the ConvTranspose decoder), and no
+    # runtime has INT4 convolution kernels anyway, so this costs a few KB for most of the quality back.
+    conv_scheme: str = "int4"
 
     scheme = "int4"
 
@@ -69,6 +78,14 @@ class Int4Config:
         _check_rounding(self)
         if self.group_size < 2 or self.group_size % 2:
             raise QuantizationError(f"group_size must be an even number >= 2, got {self.group_size}")
+        if self.conv_scheme not in ("int4", "int8"):
+            raise QuantizationError(f"conv_scheme must be int4 or int8, got {self.conv_scheme!r}")
+
+    def for_module(self, module: nn.Module):
+        """The config a given layer gets: INT8 for convolutions when conv_scheme is "int8"."""
+        if self.conv_scheme == "int8" and not isinstance(module, nn.Linear):
+            return Int8Config(rounding=self.rounding, clip_grid=self.clip_grid, clip_min=self.clip_min)
+        return self
 
 
 def _check_rounding(cfg) -> None:
@@ -217,17 +234,19 @@ def quantize_(model: nn.Module, config) -> nn.Module:
         if not isinstance(module, QUANTIZED_KINDS):
             continue
         weight = module.weight
+        layer_cfg = config.for_module(module)
         rows = weight_to_rows(module, weight.detach().float())
-        stored = quantize_rows(rows, config)
+        stored = quantize_rows(rows, layer_cfg)
         minmax_mse = stored_mse = (stored["deq"] - rows).pow(2).mean().item()
-        if config.rounding == "mse":  # the same tensor with plain min/max, to show what the search bought
-            plain = quantize_rows(rows, type(config)(**{**asdict(config), "rounding": "minmax"}))
+        if layer_cfg.rounding == "mse":  # the same tensor with plain min/max, to show what the search bought
+            plain = quantize_rows(rows, type(layer_cfg)(**{**asdict(layer_cfg), "rounding": "minmax"}))
             minmax_mse = (plain["deq"] - rows).pow(2).mean().item()
-        tensors.append(_tensor_report(name, module, weight, stored, config, minmax_mse))
+        tensors.append(_tensor_report(name, module, weight, stored, layer_cfg, minmax_mse))
         assert stored_mse <= minmax_mse * (1 + 1e-6) + 1e-30
         with torch.no_grad():
             weight.copy_(rows_to_weight(module, stored["deq"], weight.shape).to(weight.dtype))
-        module._sage_quant = {"q": stored["q"], "scale": stored["scale"], "fan_in": rows.shape[1]}
+        module._sage_quant = {"q": stored["q"], "scale": stored["scale"], "fan_in": rows.shape[1],
+                              "scheme": layer_cfg.scheme}
     if not tensors:
         raise QuantizationError(f"{type(model).__name__} has no Conv2d / ConvTranspose2d / Linear to quantize")
     model.quantization_config = config
@@ -278,7 +297,8 @@ def save_quantized(model: nn.Module, path) -> Path:
             continue
         tensors[f"{name}.weight.q"] = qinfo["q"].contiguous()
         tensors[f"{name}.weight.scale"] = qinfo["scale"].contiguous()
-        layout[f"{name}.weight"] = {"shape": list(module.weight.shape), "fan_in": qinfo["fan_in"]}
+        layout[f"{name}.weight"] = {"shape": list(module.weight.shape), "fan_in": qinfo["fan_in"],
+                                    "scheme": qinfo["scheme"]}
     for key, value in model.state_dict().items():
         if key not in layout:
             tensors[key] = value.detach().contiguous().clone()
@@ -328,9 +348,10 @@ def load_quantized(path) -> nn.Module:
     for wname, info in layout.items():
         module = modules[wname.rsplit(".", 1)[0]]
         q, scale = stored.pop(f"{wname}.q"), stored.pop(f"{wname}.scale")
-        rows = dequantize_rows(q, scale, config.scheme, info["fan_in"], getattr(config, "group_size", None))
+        scheme = info.get("scheme", config.scheme)
+        rows = dequantize_rows(q, scale, scheme, info["fan_in"], getattr(config, "group_size", None))
         state[wname] = rows_to_weight(module, rows, torch.Size(info["shape"]))
-        module._sage_quant = {"q": q, "scale": scale, "fan_in": info["fan_in"]}
+        module._sage_quant = {"q": q, "scale": scale, "fan_in": info["fan_in"], "scheme": scheme}
     state.update(stored)
     try:
         model.load_state_dict(state, strict=True)

@@ -83,17 +83,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--group-size", type=int, default=64, help="INT4 group size along the input dim")
     parser.add_argument("--rounding", choices=("minmax", "mse"), default=None,
                         help="scale choice (default: minmax for int8, mse for int4)")
+    parser.add_argument("--conv-scheme", choices=("int4", "int8"), default="int4",
+                        help="int4 only: give convolutions INT8 instead (Linear layers stay INT4)")
     parser.add_argument("--out", type=Path, required=True, help="run directory to write into")
     parser.add_argument("--no-eval", action="store_true", help="skip the held-out evaluation")
     add_data_arguments(parser, limit=1024)
 
 
-def make_config(scheme: str, rounding: str | None, group_size: int):
+def make_config(scheme: str, rounding: str | None, group_size: int, conv_scheme: str = "int4"):
     from .quantize import Int4Config, Int8Config
 
     if scheme == "int8":
         return Int8Config(rounding=rounding or "minmax")
-    return Int4Config(group_size=group_size, rounding=rounding or "mse")
+    return Int4Config(group_size=group_size, rounding=rounding or "mse", conv_scheme=conv_scheme)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -112,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         progress.update("loading", 0, 3, force=True)
         model = load_float_model(args.model)
-        config = make_config(args.scheme, args.rounding, args.group_size)
+        config = make_config(args.scheme, args.rounding, args.group_size, args.conv_scheme)
         progress.update("quantizing", 1, 3, force=True)
         t0 = time.perf_counter()
         qmodel = quantize_(copy.deepcopy(model), config)

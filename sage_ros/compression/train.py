@@ -392,11 +392,17 @@ def _eval_device(cfg: TrainConfig) -> torch.device:
 
 
 def write_run_outputs(model, run_dir, cfg, stats, metrics, job="train", extra: dict | None = None) -> None:
-    """model.safetensors + model.json + report.json + report.md."""
+    """model.safetensors + model.json + report.json + report.md + metrics.json."""
     report = {"job": job, "architecture": architecture_of(model), "latent_dim": int(model.latent_dim),
               "params": sum(p.numel() for p in model.parameters()), "config": dataclasses.asdict(cfg),
               **stats, "test_split": "test", "metrics": metrics, **(extra or {})}
     save_model(model, run_dir, {"train": report})
+    # small summary for `sage-ros export --metrics` (bundle.json embeds it next to its own held-out numbers)
+    atomic_write_json(Path(run_dir) / "metrics.json", {
+        "training": {"job": job, "steps": stats["steps"], "batch_size": stats["batch_size"],
+                     "world_size": stats["world_size"], "device": cfg.device, "data": cfg.data,
+                     "train_images": stats["train_images"], "images_per_s": stats["images_per_s"]},
+        "held_out_torch": metrics})
     atomic_write_json(Path(run_dir) / "report.json", report)
     atomic_write_text(Path(run_dir) / "report.md", report_markdown(report))
 

@@ -75,9 +75,10 @@ def model_section(doc: dict) -> list[str]:
     rows = []
     for b in doc["bundles"]:
         ort = b["onnxruntime"]
-        threads = sorted({r["threads"] for r in ort["rows"] if "threads" in r and "error" not in r})
+        plain = [r for r in ort["rows"] if r.get("backend") == "onnxruntime"]
+        threads = sorted({r["threads"] for r in plain if "error" not in r})
         for t in threads:
-            b1, b8, b32 = (_rows_by(ort["rows"], t, n) for n in (1, 8, 32))
+            b1, b8, b32 = (_rows_by(plain, t, n) for n in (1, 8, 32))
             share = lambda r: _f(100 * r["share_of_peak"], 1) if r.get("share_of_peak") else "n/a"  # noqa: E731
             rows.append([b["name"], b["precision"], "onnxruntime", t, _f(b1.get("median_ms"), 3),
                          _f(b1.get("p99_ms"), 3), _f(b1.get("speedup_vs_torch_eager"), 1),
@@ -102,8 +103,10 @@ def model_section(doc: dict) -> list[str]:
                          _f(base.get("peak_rss_mb"), 0)])
     return ["### Model level: encoder latency and throughput (item 1)", "",
             "Encoder only, float32 NCHW input already in range. `x torch` = torch eager fp32 time / this time, same "
-            "threads and batch, same run. `% peak` = model FLOPs / time as a share of the matmul peak above. Peak RSS "
-            "is the VmHWM of a process that ran only that bundle on that backend.", "",
+            "threads and batch, same run; `(best)` compares the fastest calls (least disturbed by other jobs). "
+            "`% peak` = model FLOPs / time as a share of the fp32 matmul peak above (int8/int4 kernels are not fp32 "
+            "FLOPs, so they can exceed 100 %). Peak RSS is the VmHWM of a process that ran only that bundle on that "
+            "backend. The `sage_ros.runtime backend` row is the product's wrapper (make_backend) at batch 1.", "",
             *_table(header, rows)]
 
 

@@ -91,3 +91,34 @@ def bundles_for_bench(quick: bool = False) -> list[Path]:
     if quick:
         return export_stand_ins(precisions=("fp32",), models=STAND_INS[:1])
     return export_stand_ins()
+
+
+# The encoder nodes' default bundles (sage_ros/ros/encoder_node.py PRESETS): node-level figures use these when
+# they are shipped, since that is what `ros2 run sage_ros tinyvae_encoder` runs.
+NODE_DEFAULTS = {"TinyVAE": "tinyvae_l16_int8", "VisionPuzzleVAE": "puzzle_l64_fp32"}
+
+
+def pick(architecture: str, quick: bool = False) -> Path | None:
+    """One bundle of `architecture` for node-level runs: the node's default bundle if shipped, else a shipped
+    fp32 one, else any shipped one, else the seeded fp32 stand-in."""
+    shipped = [d for d in discover() if describe(d)["architecture"] == architecture]
+    if shipped:
+        by_name = {d.name: d for d in shipped}
+        default = by_name.get(NODE_DEFAULTS.get(architecture, ""))
+        fp32 = [d for d in shipped if describe(d)["precision"] == "fp32"]
+        return default or (fp32 or shipped)[0]
+    models = [m for m in STAND_INS if m[0] == architecture]
+    stand_ins = export_stand_ins(precisions=("fp32",), models=models) if models else []
+    return stand_ins[0] if stand_ins else None
+
+
+def find_metric(metrics, key: str):
+    """The first value named `key` anywhere in a (nested) metrics dict, or None."""
+    if isinstance(metrics, dict):
+        if key in metrics and not isinstance(metrics[key], dict):
+            return metrics[key]
+        for value in metrics.values():
+            found = find_metric(value, key)
+            if found is not None:
+                return found
+    return None

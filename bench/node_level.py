@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 import harness
-from bundles import bundles_for_bench, describe
+from bundles import pick
 
 RESOLUTIONS = {"640x480": (480, 640), "1280x720": (720, 1280)}
 RATES = (15, 30, 60)
@@ -352,12 +352,8 @@ def main() -> int:
         return driver_main(args.driver, args.result, args.tag)
 
     started = time.perf_counter()
-    bundles = {}
-    for bundle_dir in bundles_for_bench(args.quick):
-        info = describe(bundle_dir)
-        kind = {"TinyVAE": "encoder", "VisionPuzzleVAE": "puzzle"}.get(info["architecture"])
-        if kind and kind not in bundles and info["precision"] == "fp32":
-            bundles[kind] = str(bundle_dir)
+    bundles = {kind: str(path) for kind, architecture in (("encoder", "TinyVAE"), ("puzzle", "VisionPuzzleVAE"))
+               if (path := pick(architecture, args.quick)) is not None}
     plan = make_plan(args.quick, args.duration, "puzzle" in bundles)
     env = dict(os.environ)
     # Own domain (101..200: the tests use 1..100), so concurrent runs on a shared machine do not meet.

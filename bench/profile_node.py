@@ -18,7 +18,7 @@ from pathlib import Path
 
 import harness
 import node_level as nl
-from bundles import bundles_for_bench, describe
+from bundles import bundles_for_bench, describe, pick
 
 SCENARIOS = (("raw", "640x480", 2, 30), ("compressed", "640x480", 2, 30))
 
@@ -192,7 +192,7 @@ def main() -> int:
     os.environ["PATH"] = str(Path(tool).parent) + os.pathsep + os.environ.get("PATH", "")
     os.environ["ROS_DOMAIN_ID"] = str(101 + os.getpid() % 100)  # as node_level.py: own domain, ROS's range
     os.environ.pop("ROS_AUTOMATIC_DISCOVERY_RANGE", None)
-    bundle = next((str(b) for b in bundles_for_bench(args.quick) if describe(b)["architecture"] == "TinyVAE"), None)
+    bundle = str(pick("TinyVAE", args.quick))
     scratch = harness.REPO / "runs" / "bench" / "profile"
     scratch.mkdir(parents=True, exist_ok=True)
     doc = {"tool": "py-spy 0.4 record --rate 250 --nonblocking (Python frames; time in C extensions is charged to "

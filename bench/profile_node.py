@@ -141,13 +141,15 @@ def int8_activation_variants(fp32_bundle: Path, rounds: int, work_dir: Path) -> 
     quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
     exclude = _vq_search_nodes(fp32) if info["architecture"] == "VisionPuzzleVAE" else []
     paths = {"fp32": fp32}
-    for label, activation, symmetric in (("int8 symmetric activations (shipped scheme)", QuantType.QInt8, True),
+    for label, activation, symmetric in (("int8 symmetric activations (onnx_quant.py scheme)", QuantType.QInt8, True),
                                          ("uint8 asymmetric activations", QuantType.QUInt8, False)):
         out = work_dir / f"int8_{activation.name}.onnx"
         quantize_static(str(pre), str(out), ArrayCalibrationReader("image", calibration, 32),
                         quant_format=QuantFormat.QDQ, per_channel=True, activation_type=activation,
                         weight_type=QuantType.QInt8, nodes_to_exclude=exclude,
-                        extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True})
+                        extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True,
+                                       # as onnx_quant.py: mu / logvar (Gemm/MatMul outputs) stay float
+                                       "OpTypesToExcludeOutputQuantization": ["Gemm", "MatMul"]})
         paths[label] = out
     sessions = {}
     for label, path in paths.items():
@@ -220,6 +222,12 @@ def main() -> int:
         doc["int8_variants"] = int8_activation_variants(slowest, 5 if args.quick else 150, scratch)
         for row in doc["int8_variants"]["rows"]:
             print(f"  {row['variant']}: {row['median_ms']:.2f} ms, x{row['speedup_vs_fp32']:.2f} vs fp32", flush=True)
+    tiny = pick("TinyVAE") if not args.quick else None
+    if tiny is not None and describe(tiny)["precision"] != "fp32":  # the variants start from a float graph
+        tiny = next((b for b in bundles_for_bench() if describe(b)["architecture"] == "TinyVAE"
+                     and describe(b)["precision"] == "fp32"), None)
+    if tiny is not None:
+        doc["int8_variants_tinyvae"] = int8_activation_variants(tiny, 300, scratch)
     first = next(iter(doc["scenarios"].values()))
     doc["top"], doc["error"] = first.get("top", []), first.get("error")
     harness.write_result(args.out, "profile_node", doc, started=started)

@@ -233,13 +233,14 @@ def profile_section(doc: dict) -> list[str]:
         lines.append(f"- onnxruntime profiler, {entry['bundle']} ({entry['precision']}, 1 thread, batch 1): "
                      f"{entry['kernel_ms_per_run']:.2f} ms of kernels per run; " + ", ".join(
                          f"{o['op']} {o['share_pct']:.0f} %" for o in entry["by_op"][:6]))
-    variants = doc.get("int8_variants")
-    if variants:
+    for variants in (doc.get("int8_variants"), doc.get("int8_variants_tinyvae")):
+        if not variants:
+            continue
         lines += ["", f"INT8 activation scheme of {variants['bundle']} (interleaved, {variants['rounds']} rounds, "
                   "1 thread, batch 1):", ""]
         lines += _table(["graph", "median ms", "min ms", "p99 ms", "x fp32 (medians)", "x fp32 (best of)",
                          "code agreement vs fp32 (seeded)"],
-                        [[r["variant"], _f(r["median_ms"]), _f(r["min_ms"]), _f(r["p99_ms"]), _f(r["speedup_vs_fp32"]),
+                        [[r["variant"], _f(r["median_ms"], 3), _f(r["min_ms"], 3), _f(r["p99_ms"], 3), _f(r["speedup_vs_fp32"]),
                           _f(r.get("speedup_vs_fp32_min")), _f(r["agreement_vs_fp32_seeded"], 4)]
                          for r in variants["rows"]])
     return lines + [""]

@@ -220,7 +220,7 @@ def distill(cfg: TrainConfig, dcfg: DistillConfig, run_dir: str | Path, *, train
         sub = run_dir / name
         student, module, stats = _student_run(cfg, dcfg, teacher, features, train_images, sub,
                                               f"distill-{name}", with_teacher)
-        progress = stats.pop("progress")
+        progress, metrics = stats.pop("progress"), None
         if stats.pop("is_main"):
             progress.update("evaluating", stats["steps"], stats["steps"], stats["final_loss"], force=True)
             metrics = evaluate_reconstruction(student, test_images, cfg.eval_batch_size, device)
@@ -229,7 +229,7 @@ def distill(cfg: TrainConfig, dcfg: DistillConfig, run_dir: str | Path, *, train
             if with_teacher:
                 _save_projection(module.projection, sub / "projection.safetensors")
             progress.finish()
-        results[name] = {"metrics": metrics if rank == 0 else None,
+        results[name] = {"metrics": metrics,
                          "params": sum(p.numel() for p in student.parameters()), **stats}
     if rank != 0:
         return {}

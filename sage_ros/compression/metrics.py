@@ -4,8 +4,8 @@ SSIM follows Wang et al. (2004) exactly as skimage's `structural_similarity(gaus
 use_sample_covariance=False, data_range=1)`: an 11 x 11 Gaussian window (sigma 1.5, radius 5), K1 = 0.01,
 K2 = 0.03, statistics computed per channel over "valid" window positions only (skimage filters the whole
 image and then crops 5 px from each border, which is the same thing), averaged over channels and pixels,
-then over images. Written in torch (conv2d) rather than calling skimage per image because evaluation runs
-over thousands of images and batched conv2d is ~100x faster; test_evaluate_metrics checks the two agree.
+then over images. Written in torch (one grouped float32 conv2d) rather than calling skimage per image because
+evaluation runs over thousands of images; test_evaluate_metrics checks the two agree to 1e-6.
 """
 from __future__ import annotations
 
@@ -53,13 +53,18 @@ def ssim_per_image(a: torch.Tensor, b: torch.Tensor, data_range: float = 1.0) ->
     if min(h, w) < SSIM_WINDOW:
         raise ValueError(f"SSIM needs images of at least {SSIM_WINDOW}x{SSIM_WINDOW}, got {h}x{w}")
     x, y = a.double(), b.double()
-    # the 2-D Gaussian is separable: two 11-tap passes instead of one 121-tap pass, all five maps at once
-    stack = torch.cat([x, y, x * x, y * y, x * y], dim=1).reshape(-1, 1, h, w)  # one map per (image, stat)
-    g = _gaussian_1d().to(a.device)
-    stack = F.conv2d(F.conv2d(stack, g.view(1, 1, 1, -1)), g.view(1, 1, -1, 1))  # valid positions only
-    stack = stack.reshape(n, 5 * c, h - SSIM_WINDOW + 1, w - SSIM_WINDOW + 1)
+    # Filtering runs in float32 as one grouped conv (torch's float64 CPU convolutions are ~10x slower and
+    # SSIM dominated evaluation time). Subtracting each image/channel's mean first keeps the E[x^2] - E[x]^2
+    # cancellation small: agreement with skimage's float64 result stays below 1e-6 (tested).
+    shift = (x.mean(dim=(2, 3), keepdim=True) + y.mean(dim=(2, 3), keepdim=True)) / 2
+    xc, yc = (x - shift).float(), (y - shift).float()
+    stack = torch.cat([xc, yc, xc * xc, yc * yc, xc * yc], dim=1)
+    g = _gaussian_1d()
+    window = torch.outer(g, g).float().to(a.device)[None, None].repeat(5 * c, 1, 1, 1)
+    stack = F.conv2d(stack, window, groups=5 * c).double()  # valid positions only
     mu_x, mu_y, xx, yy, xy = stack.split(c, dim=1)
     var_x, var_y, cov = xx - mu_x ** 2, yy - mu_y ** 2, xy - mu_x * mu_y
+    mu_x, mu_y = mu_x + shift, mu_y + shift
     c1, c2 = (SSIM_K1 * data_range) ** 2, (SSIM_K2 * data_range) ** 2
     s = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x ** 2 + mu_y ** 2 + c1) * (var_x + var_y + c2))
     return s.flatten(1).mean(dim=1)

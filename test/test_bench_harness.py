@@ -91,3 +91,33 @@ def test_bench_verb_builds_the_run_all_command():
     assert cmd[1].endswith("bench/run_all.py") and cmd[2:] == ["--only", "peak", "--quick", "--no-markdown"]
     with pytest.raises(FileNotFoundError):
         bench_cmd.find_run_all("/nonexistent")  # falls back to this checkout only when --repo is not given
+
+
+def test_int8_uint8_activation_option(tmp_path):
+    """The CPU-speed finding of bench/profile_node.py as an export option: asymmetric uint8 activations."""
+    import onnx
+    import onnxruntime as ort
+    import torch
+
+    from sage_ros.compression.datasets import synthetic_images
+    from sage_ros.compression.onnx_quant import OnnxQuantError, export_int8_bundle
+    from sage_ros.models import TinyVAE
+
+    torch.manual_seed(0)
+    model = TinyVAE(8).eval()
+    images = synthetic_images(16, 64)
+    out = export_int8_bundle(model, tmp_path / "u8", name="u8", calibration_images=images, activations="uint8")
+    meta = json.loads((out / "bundle.json").read_text())
+    assert meta["quantization"]["activations"].startswith("uint8")
+    graph = onnx.load(str(out / "encoder.onnx")).graph
+    zero_points = {i.name: i for i in graph.initializer if i.name.endswith("zero_point")}
+    assert any(z.data_type == onnx.TensorProto.UINT8 for z in zero_points.values())
+    x = images.transpose(0, 3, 1, 2).astype(np.float32) / 255.0
+    mu = ort.InferenceSession(str(out / "encoder.onnx"), providers=["CPUExecutionProvider"]).run(
+        ["mu"], {"image": x})[0]
+    with torch.no_grad():
+        reference = model.encode(torch.from_numpy(x))[0].numpy()
+    cosine = (mu * reference).sum(1) / (np.linalg.norm(mu, axis=1) * np.linalg.norm(reference, axis=1))
+    assert cosine.mean() > 0.95
+    with pytest.raises(OnnxQuantError):
+        export_int8_bundle(model, tmp_path / "bad", name="bad", calibration_images=images, activations="int16")

@@ -57,6 +57,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--calibration-count", type=int, default=256, help="calibration images")
     g.add_argument("--calibrate-method", choices=("minmax", "entropy", "percentile"), default="minmax")
     g.add_argument("--percentile", type=float, default=99.999, help="for --calibrate-method percentile")
+    g.add_argument("--int8-activations", choices=("int8", "uint8"), default="int8",
+                   help="int8: symmetric (TensorRT and CPU); uint8: asymmetric, CPU-only bundles, faster on "
+                        "onnxruntime CPU (Relu folds into the quantization; see BENCHMARKS.md)")
     g = parser.add_argument_group("int4")
     g.add_argument("--group-size", type=int, default=64)
     g.add_argument("--rounding", choices=("minmax", "mse"), default="mse")
@@ -145,7 +148,8 @@ def export_any(model, out: Path, args) -> Path:
         cal = _calibration_images(args, model.image_size)
         return export_int8_bundle(model, out, name=name, calibration_images=cal, method=args.calibrate_method,
                                   percentile=args.percentile, created_by=cmd, metrics=metrics,
-                                  calibration_source=f"{args.calibration}/{args.calibration_split}")
+                                  calibration_source=f"{args.calibration}/{args.calibration_split}",
+                                  activations=getattr(args, "int8_activations", "int8"))
     return export_int4_bundle(model, out, name=name, created_by=cmd, metrics=metrics,
                               config=Int4Config(group_size=args.group_size, rounding=args.rounding,
                                                 conv_scheme=args.conv_scheme))

@@ -109,11 +109,24 @@ def _entropy_ranges(model_path: Path, reader, cache_path: Path, tmp: Path) -> No
     reader.rewind()
 
 
+# Activation schemes. "int8": symmetric int8 (zero point 0), the only Q/DQ TensorRT 10 takes. "uint8":
+# asymmetric uint8, for CPU-only bundles: the zero point can sit at a Relu's 0, so onnxruntime folds the Relu
+# after each conv into the quantization instead of keeping Conv -> Q -> DQ -> Relu -> Q between layers
+# (measured by bench/profile_node.py: VisionPuzzleVAE 1.25x -> 1.78x over fp32; TinyVAE 0.35x -> 1.03x).
+INT8_ACTIVATIONS = {"int8": ("QInt8", True, "int8 per-tensor symmetric"),
+                    "uint8": ("QUInt8", False, "uint8 per-tensor asymmetric (CPU only: TensorRT needs int8)")}
+
+
 def quantize_graph_int8(fp32_path: Path, out_path: Path, input_name: str, calibration: np.ndarray, *,
                         method: str = "minmax", percentile: float = 99.999, exclude: list[str] | None = None,
-                        batch_size: int = 32) -> None:
-    """quant_pre_process + quantize_static (QDQ, per-channel, symmetric int8) of one graph file."""
+                        batch_size: int = 32, activations: str = "int8") -> None:
+    """quant_pre_process + quantize_static (QDQ, per-channel symmetric int8 weights; activations per
+    INT8_ACTIVATIONS) of one graph file."""
     from onnxruntime.quantization import QuantFormat, QuantType, quant_pre_process, quantize_static
+
+    if activations not in INT8_ACTIVATIONS:
+        raise OnnxQuantError(f"activations must be one of {sorted(INT8_ACTIVATIONS)}, got {activations!r}")
+    activation_type, symmetric, _ = INT8_ACTIVATIONS[activations]
 
     calibrate_method = _calibration_method(method)
     with tempfile.TemporaryDirectory(prefix="sage_int8_") as tmp:
@@ -121,7 +134,7 @@ def quantize_graph_int8(fp32_path: Path, out_path: Path, input_name: str, calibr
         quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
         # mu / logvar are Gemm/MatMul outputs: left float, so the latent is not rounded to 8 bits per tensor
         # (the next layer's input, where there is one, is quantized anyway)
-        extra = {"ActivationSymmetric": True, "WeightSymmetric": True,
+        extra = {"ActivationSymmetric": symmetric, "WeightSymmetric": True,
                  "OpTypesToExcludeOutputQuantization": ["Gemm", "MatMul"]}
         if method == "percentile":
             extra["CalibPercentile"] = percentile
@@ -132,7 +145,7 @@ def quantize_graph_int8(fp32_path: Path, out_path: Path, input_name: str, calibr
             cache = Path(tmp) / "ranges.json"
             _entropy_ranges(pre, reader, cache, Path(tmp))
         quantize_static(str(pre), str(out_tmp), reader, quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                        activation_type=getattr(QuantType, activation_type), weight_type=QuantType.QInt8,
                         calibrate_method=calibrate_method, nodes_to_exclude=exclude or [], extra_options=extra,
                         calibration_cache_path=cache)
         with atomic_path(out_path, suffix=".onnx") as final:
@@ -155,8 +168,10 @@ def _calibration_inputs(model: nn.Module, images_uint8: np.ndarray) -> tuple[np.
 
 def export_int8_bundle(model: nn.Module, out_dir, *, name: str, calibration_images: np.ndarray,
                        method: str = "minmax", percentile: float = 99.999, metrics: dict | None = None,
-                       created_by: str = "sage_ros.compression.onnx_quant", calibration_source: str = "") -> Path:
-    """Write a bundle with static-QDQ INT8 encoder.onnx / decoder.onnx; returns out_dir."""
+                       created_by: str = "sage_ros.compression.onnx_quant", calibration_source: str = "",
+                       activations: str = "int8") -> Path:
+    """Write a bundle with static-QDQ INT8 encoder.onnx / decoder.onnx; returns out_dir.
+    activations: "int8" (symmetric, TensorRT and CPU) or "uint8" (asymmetric, faster on CPU; see INT8_ACTIVATIONS)."""
     out_dir = Path(out_dir)
     architecture = fp_export.architecture_of(model)
     model = copy.deepcopy(model).eval().float()
@@ -168,15 +183,15 @@ def export_int8_bundle(model: nn.Module, out_dir, *, name: str, calibration_imag
         fp32_bytes = {p: (Path(tmp) / p).stat().st_size for p in (fp_export.ENCODER_FILE, fp_export.DECODER_FILE)}
         exclude = _vq_search_nodes(Path(tmp) / fp_export.ENCODER_FILE) if architecture == "VisionPuzzleVAE" else []
         quantize_graph_int8(Path(tmp) / fp_export.ENCODER_FILE, out_dir / fp_export.ENCODER_FILE, "image", x,
-                            method=method, percentile=percentile, exclude=exclude)
+                            method=method, percentile=percentile, exclude=exclude, activations=activations)
         quantize_graph_int8(Path(tmp) / fp_export.DECODER_FILE, out_dir / fp_export.DECODER_FILE, "z", z,
-                            method=method, percentile=percentile)
+                            method=method, percentile=percentile, activations=activations)
     onnx_bytes = {p: (out_dir / p).stat().st_size for p in fp32_bytes}
     extra = {
         "latent_dim": int(model.latent_dim),
         "quantization": {
             "scheme": "int8-qdq-static", "weights": "int8 per-output-channel symmetric",
-            "activations": "int8 per-tensor symmetric", "calibration_method": method,
+            "activations": INT8_ACTIVATIONS[activations][2], "calibration_method": method,
             **({"calibration_percentile": percentile} if method == "percentile" else {}),
             "calibration_images": int(len(x)), "calibration_source": calibration_source,
             "float_nodes": exclude, "onnx_bytes": onnx_bytes, "onnx_bytes_fp32": fp32_bytes,

@@ -161,3 +161,29 @@ def test_int4_bundle_runs_on_the_runtime_backends(run_dir, tmp_path):
     with make_backend(bundle, "onnxruntime") as ort_b, make_backend(bundle, "torch") as torch_b:
         got, ref = ort_b.encode(x)["mu"], torch_b.encode(x)["mu"]
     assert np.linalg.norm(got - ref) / np.linalg.norm(ref) < 0.02
+
+
+@pytest.mark.parametrize("arch", ["TinyVAE32", "VisionPuzzleVAE"])
+def test_int8_and_int4_bundles_for_the_other_architectures(arch, tmp_path):
+    """BatchNorm models and the VQ model: graphs load through the runtime, the VQ codebook search stays
+    float in the QDQ graph, and quality is measured against the float model."""
+    from quant_helpers import smooth_images
+    from sage_ros.compression.onnx_quant import export_int4_bundle, export_int8_bundle
+
+    model = trained_model(arch, 8, steps=10)
+    size = model.image_size
+    b8 = export_int8_bundle(model, tmp_path / "b8", name="b8", calibration_images=smooth_images(4, size, 7))
+    b4 = export_int4_bundle(model, tmp_path / "b4", name="b4")
+    images = smooth_images(3, size, 8)
+    for bundle_dir in (b8, b4):
+        bundle = load_bundle(bundle_dir)
+        r = evaluate_pair(model, bundle_dir, images)
+        assert np.isfinite(r["psnr"]) and abs(r["delta_psnr"]) < 3
+        if arch == "VisionPuzzleVAE":
+            assert r["code_agreement"] > 50
+    q8 = load_bundle(b8).meta["quantization"]
+    if arch == "VisionPuzzleVAE":
+        assert "/ArgMin" in q8["float_nodes"]
+        assert load_bundle(b4).meta["quantization"]["int4_in_graph"] == []  # no Linear: nothing 4-bit in graph
+    else:
+        assert load_bundle(b4).meta["quantization"]["int4_in_graph"] == ["fc_decode", "fc_logvar", "fc_mu"]

@@ -37,12 +37,16 @@ def describe(bundle_dir: Path) -> dict:
             "metrics": meta.get("metrics", {})}
 
 
-PRECISIONS = ("fp32", "fp16", "int8", "int4")
+# (directory suffix, precision, exporter options): int8 both ways (symmetric for TensorRT, uint8 for CPU speed)
+PRECISIONS = ("fp32", "fp16", "int8", "int8u", "int4")
+VARIANTS = {"fp32": ("fp32", {}), "fp16": ("fp16", {}), "int8": ("int8", {}),
+            "int8u": ("int8", {"activations": "uint8"}), "int4": ("int4", {})}
 
 
-def _export(model, out: Path, precision: str) -> None:
+def _export(model, out: Path, variant: str) -> None:
     """One bundle through the product's exporters: export_bundle (fp32/fp16) or onnx_quant (int8 QDQ / int4)."""
     created_by = "bench/bundles.py (seeded stand-in, untrained)"
+    precision, options = VARIANTS[variant]
     if precision in ("fp32", "fp16"):
         from sage_ros.compression.export import export_bundle
 
@@ -53,7 +57,7 @@ def _export(model, out: Path, precision: str) -> None:
 
         calibration = load_split(model.image_size, "val")[:32]  # real crops; never the test split
         export_int8_bundle(model, out, name=out.name, calibration_images=calibration, created_by=created_by,
-                           calibration_source="bundled val split, 32 images")
+                           calibration_source="bundled val split, 32 images", **options)
     else:
         from sage_ros.compression.onnx_quant import export_int4_bundle
 
@@ -70,7 +74,8 @@ def export_stand_ins(out_root: Path = SCRATCH, precisions=PRECISIONS, models=STA
     dirs = []
     for architecture, latent_dim in models:
         for precision in precisions:
-            out = out_root / f"{architecture.lower()}-{latent_dim}-{precision}-seeded"
+            suffix = "int8-uint8act" if precision == "int8u" else precision
+            out = out_root / f"{architecture.lower()}-{latent_dim}-{suffix}-seeded"
             if not (out / "bundle.json").exists():
                 torch.manual_seed(0)
                 model = build_model(architecture, latent_dim).eval()

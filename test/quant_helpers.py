@@ -5,9 +5,8 @@ from __future__ import annotations
 import functools
 
 import numpy as np
+import pytest
 import torch
-
-torch.set_num_threads(1)  # 2 shared cores: more threads only oversubscribe them
 
 from sage_ros.models import build_model
 
@@ -51,6 +50,15 @@ def _train(model, images: np.ndarray, steps: int, seed: int, batch: int = 16):
 
 @functools.lru_cache(maxsize=None)
 def _trained_state(arch: str, latent_dim: int, steps: int, seed: int):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny batches on 2 shared cores: more threads only oversubscribe them
+    try:
+        return _train_fresh(arch, latent_dim, steps, seed)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train_fresh(arch: str, latent_dim: int, steps: int, seed: int):
     torch.manual_seed(seed)
     model = build_model(arch, latent_dim)
     big = model.image_size > 64  # VisionPuzzleVAE: 224 px, keep it cheap
@@ -64,3 +72,13 @@ def trained_model(arch: str = "TinyVAE", latent_dim: int = 16, steps: int = 100,
     model = build_model(arch, latent_dim)
     model.load_state_dict(_trained_state(arch, latent_dim, steps, seed))
     return model.eval()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Imported by the quant/evaluate test modules: these models are tiny, and on the shared 2-core machine
+    extra intra-op threads only spin (measured: 35 s with one thread vs 110 s with two for these tests)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

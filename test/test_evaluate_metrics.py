@@ -4,6 +4,7 @@ import pytest
 import torch
 from skimage.metrics import structural_similarity
 
+from quant_helpers import one_torch_thread  # noqa: F401  (autouse fixture)
 from quant_helpers import smooth_images, trained_model
 from sage_ros.compression import metrics
 from sage_ros.compression.evaluate import EvaluationError, evaluate_pair, evaluate_single, pca_baseline

@@ -5,6 +5,7 @@ import numpy as np
 import onnx
 import pytest
 
+from quant_helpers import one_torch_thread  # noqa: F401  (autouse fixture)
 from quant_helpers import trained_model
 from sage_ros.cli import main
 from sage_ros.compression.checkpoints import save_model

@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from quant_helpers import one_torch_thread  # noqa: F401  (autouse fixture)
 from quant_helpers import smooth_images, trained_model
 from sage_ros.compression.quantize import (Int4Config, Int8Config, QuantizationError, load_quantized,
                                            pack_int4, quantize_, rows_to_weight, save_float, save_quantized,

@@ -188,3 +188,18 @@ def test_int8_and_int4_bundles_for_the_other_architectures(arch, tmp_path):
         assert load_bundle(b4).meta["quantization"]["int4_in_graph"] == []  # no Linear: nothing 4-bit in graph
     else:
         assert load_bundle(b4).meta["quantization"]["int4_in_graph"] == ["fc_decode", "fc_logvar", "fc_mu"]
+
+
+def test_quantize_and_export_with_gptq(tmp_path):
+    run = tmp_path / "run32"
+    save_model(trained_model("TinyVAE32", 16), run)
+    cal = ["--calibration", "synthetic", "--calibration-count", "32"]
+    assert main(["quantize", "--model", str(run), "--scheme", "int4", "--rounding", "gptq", *cal,
+                 "--out", str(tmp_path / "q"), "--no-eval"]) == 0
+    report = json.loads((tmp_path / "q" / "report.json").read_text())
+    lin = [t for t in report["tensors"] if t["module"] == "Linear"]
+    assert len(lin) == 3 and all(t["output_mse"] < t["output_mse_rounding_mse"] for t in lin)
+    assert "output MSE (calib.)" in (tmp_path / "q" / "report.md").read_text()
+    assert main(["export", "--model", str(run), "--precision", "int4", "--rounding", "gptq", *cal,
+                 "--out", str(tmp_path / "b")]) == 0
+    assert load_bundle(tmp_path / "b").meta["quantization"]["rounding"] == "gptq"

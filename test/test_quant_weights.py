@@ -131,7 +131,7 @@ def test_bad_inputs_raise_one_error_type(tmp_path):
     with pytest.raises(QuantizationError):
         Int4Config(group_size=7)
     with pytest.raises(QuantizationError):
-        Int8Config(rounding="gptq")
+        Int8Config(rounding="awq")
     model = trained_model("TinyVAE", 4, steps=1)
     with pytest.raises(QuantizationError):
         save_quantized(model, tmp_path / "x.safetensors")
@@ -165,3 +165,28 @@ def test_int4_with_int8_convolutions(tmp_path):
     assert drift(model) < drift(pure)
     with pytest.raises(QuantizationError):
         Int4Config(conv_scheme="int2")
+
+
+def test_gptq_lowers_linear_output_error_and_round_trips(tmp_path):
+    from sage_ros.compression.gptq import linear_hessians, output_error
+
+    calib = torch.from_numpy(smooth_images(48, 32, seed=21)).permute(0, 3, 1, 2).float() / 255
+    ref = trained_model("TinyVAE32", 16)  # 512-input Linear layers: GPTQ's O(in^3) stays small
+    hessians = linear_hessians(ref, calib)
+    assert set(hessians) == {"fc_mu", "fc_logvar", "fc_decode"}
+    with pytest.raises(QuantizationError, match="calibration"):
+        quantize_(trained_model("TinyVAE32", 16), Int4Config(rounding="gptq"))
+    for config in (Int4Config(rounding="gptq", group_size=32), Int8Config(rounding="gptq")):
+        model = quantize_(trained_model("TinyVAE32", 16), config, calibration=calib)
+        report = {t["tensor"]: t for t in model.quantization_report["tensors"]}
+        for name in hessians:  # GPTQ's objective, on its calibration data: below plain (mse) rounding
+            t = report[f"{name}.weight"]
+            assert t["rounding"] == "gptq" and t["output_mse"] < t["output_mse_rounding_mse"]
+            assert t["output_mse"] == pytest.approx(output_error(
+                ref.state_dict()[f"{name}.weight"], model.state_dict()[f"{name}.weight"], hessians[name]))
+        assert report["encoder.0.weight"]["rounding"] == "mse"  # convolutions: no GPTQ
+        loaded = load_quantized(save_quantized(model, tmp_path / f"{config.scheme}.safetensors"))
+        for k, v in loaded.state_dict().items():
+            assert torch.equal(v, model.state_dict()[k]), k
+        q = model.fc_mu._sage_quant
+        assert q["q"].dtype == (torch.uint8 if config.scheme == "int4" else torch.int8)

@@ -14,7 +14,8 @@ import argparse
 import copy
 from pathlib import Path
 
-from .quantize_cmd import add_data_arguments, add_model_argument, created_by, load_float_model
+from .quantize_cmd import (add_calibration_arguments, add_data_arguments, add_model_argument, calibration_tensor,
+                           created_by, load_float_model)
 
 SCHEMA = "sage_ros.evaluate/1"
 
@@ -26,26 +27,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--int8-rounding", choices=("minmax", "mse"), default="minmax")
     parser.add_argument("--bundle", type=Path, action="append", default=[],
                         help="also evaluate this ONNX bundle directory with onnxruntime (repeatable)")
+    parser.add_argument("--gptq", action="store_true",
+                        help="also int4-gptq and int4-gptq-conv8 (GPTQ on the Linear layers, --calibration images)")
     parser.add_argument("--no-pca", action="store_true", help="skip the PCA baseline")
     parser.add_argument("--pca-train-limit", type=int, default=4000, help="train images for the PCA fit")
     parser.add_argument("--grid", type=int, default=8, help="images in recon_grid.png")
     add_data_arguments(parser)
+    add_calibration_arguments(parser, "calibration (--gptq only)")
 
 
-def _torch_variants(group_size: int, int8_rounding: str) -> list[tuple[str, object]]:
+def _torch_variants(group_size: int, int8_rounding: str, gptq: bool) -> list[tuple[str, object]]:
     from .quantize import Int4Config, Int8Config
 
+    extra = [("int4-gptq", Int4Config(group_size=group_size, rounding="gptq")),
+             ("int4-gptq-conv8", Int4Config(group_size=group_size, rounding="gptq", conv_scheme="int8"))]
     return [("int8", Int8Config(rounding=int8_rounding)),
             ("int4-minmax", Int4Config(group_size=group_size, rounding="minmax")),
             ("int4-mse", Int4Config(group_size=group_size, rounding="mse")),
-            ("int4-mse-conv8", Int4Config(group_size=group_size, rounding="mse", conv_scheme="int8"))]
+            ("int4-mse-conv8", Int4Config(group_size=group_size, rounding="mse", conv_scheme="int8"))] + \
+        (extra if gptq else [])
 
 
-def _evaluate_torch_variant(model, name, config, out: Path, images, fp32_bytes, batch_size) -> tuple[dict, object]:
+def _evaluate_torch_variant(model, name, config, out: Path, images, fp32_bytes, batch_size,
+                            calibration=None) -> tuple[dict, object]:
     from .evaluate import evaluate_pair
     from .quantize import config_to_dict, load_quantized, quantize_, save_quantized
 
-    path = save_quantized(quantize_(copy.deepcopy(model), config), out / f"model.{name}.safetensors")
+    qmodel = quantize_(copy.deepcopy(model), config, calibration=calibration)
+    path = save_quantized(qmodel, out / f"model.{name}.safetensors")
     loaded = load_quantized(path)  # evaluate what the file rebuilds, not the in-memory copy
     size = path.stat().st_size
     result = {"name": name, "kind": "torch", "file": path.name, "config": config_to_dict(config), "bytes": size,
@@ -79,8 +88,11 @@ def _rounding_gain(variants: list[dict]) -> dict | None:
         return None
     keys = ("weight_mse", "mse", "psnr", "ssim", "mu_rel_l2")
     mm, ms = ({k: by_name[n][k] for k in keys} for n in ("int4-minmax", "int4-mse"))
-    return {"minmax": mm, "mse": ms, "psnr_gain_db": ms["psnr"] - mm["psnr"],
+    gain = {"minmax": mm, "mse": ms, "psnr_gain_db": ms["psnr"] - mm["psnr"],
             "weight_mse_reduction_pct": 100.0 * (1 - ms["weight_mse"] / mm["weight_mse"])}
+    if "int4-gptq" in by_name:
+        gain["gptq"] = {k: by_name["int4-gptq"][k] for k in keys}
+    return gain
 
 
 def _pca(args, model, images, out: Path) -> dict:
@@ -118,20 +130,25 @@ def run(args: argparse.Namespace) -> int:
     try:
         model = load_float_model(args.model)
         images = load_images_from_args(args, model.image_size)
-        steps = 4 + 3 + len(args.bundle)
+        variants_cfg = _torch_variants(args.group_size, args.int8_rounding, args.gptq)
+        calibration = calibration_tensor(args, model) if args.gptq else None
+        steps = len(variants_cfg) + 3 + len(args.bundle)
         progress.update("float reference", 0, steps, force=True)
         fp32_path = save_float(model, out / "model.fp32.safetensors")
         fp32_bytes = fp32_path.stat().st_size
         reference = {"file": fp32_path.name, "bytes": fp32_bytes, **evaluate_single(model, images, args.batch_size)}
         variants, grid_models = [], [("float", model)]
-        for i, (name, config) in enumerate(_torch_variants(args.group_size, args.int8_rounding)):
+        for i, (name, config) in enumerate(variants_cfg):
             progress.update(f"quantize + evaluate {name}", 1 + i, steps, force=True)
-            result, loaded = _evaluate_torch_variant(model, name, config, out, images, fp32_bytes, args.batch_size)
+            result, loaded = _evaluate_torch_variant(model, name, config, out, images, fp32_bytes, args.batch_size,
+                                                     calibration if config.rounding == "gptq" else None)
             variants.append(result)
-            if name in ("int8", "int4-mse", "int4-mse-conv8"):
-                grid_models.append(({"int8": "INT8", "int4-mse": "INT4"}.get(name, "INT4 lin+INT8 conv"), loaded))
+            labels = {"int8": "INT8", "int4-mse": "INT4", "int4-mse-conv8": "INT4 lin+INT8 conv",
+                      "int4-gptq-conv8": "INT4 GPTQ+INT8 conv"}
+            if name in labels:
+                grid_models.append((labels[name], loaded))
         for i, bundle_dir in enumerate(args.bundle):
-            progress.update(f"bundle {bundle_dir}", 5 + i, steps, force=True)
+            progress.update(f"bundle {bundle_dir}", len(variants_cfg) + 1 + i, steps, force=True)
             result, codec = _evaluate_bundle(model, Path(bundle_dir), images, fp32_bytes, args.batch_size)
             variants.append(result)
             grid_models.append((codec.meta["name"], codec))

@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .datasets import SOURCES
-from .quantize_cmd import add_data_arguments, add_model_argument, created_by, load_float_model
+from .quantize_cmd import (add_calibration_arguments, add_data_arguments, add_model_argument, calibration_images,
+                           calibration_tensor, created_by, load_float_model)
 
 BUNDLE_FILES = ("encoder.onnx", "decoder.onnx", "bundle.json", "model.safetensors", "model.int4.safetensors")
 # Same thresholds as test/test_runtime_backends.py (docs/runtime.md "Tolerances").
@@ -49,12 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-verify", action="store_true", help="skip the onnxruntime-vs-torch check")
     parser.add_argument("--progress-dir", type=Path, default=None,
                         help="write progress.json here (not into the bundle, whose files are all hashed)")
-    g = parser.add_argument_group("int8 calibration")
-    g.add_argument("--calibration", choices=SOURCES, default="bundled", help="calibration image source")
-    g.add_argument("--calibration-path", default=None)
-    g.add_argument("--calibration-topic", default=None)
-    g.add_argument("--calibration-split", choices=("train", "val"), default="val")
-    g.add_argument("--calibration-count", type=int, default=256, help="calibration images")
+    add_calibration_arguments(parser, "calibration (int8, and int4 with --rounding gptq)")
+    g = parser.add_argument_group("int8")
     g.add_argument("--calibrate-method", choices=("minmax", "entropy", "percentile"), default="minmax")
     g.add_argument("--percentile", type=float, default=99.999, help="for --calibrate-method percentile")
     g.add_argument("--int8-activations", choices=("int8", "uint8"), default="int8",
@@ -62,19 +58,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "onnxruntime CPU (Relu folds into the quantization; see BENCHMARKS.md)")
     g = parser.add_argument_group("int4")
     g.add_argument("--group-size", type=int, default=64)
-    g.add_argument("--rounding", choices=("minmax", "mse"), default="mse")
+    g.add_argument("--rounding", choices=("minmax", "mse", "gptq"), default="mse")
     g.add_argument("--conv-scheme", choices=("int4", "int8"), default="int4",
                    help="storage precision of the convolutions (Linear layers are INT4 in the graph)")
     parser.add_argument("--evaluate", action="store_true",
                         help="measure the bundle on held-out data (--data/--split) into bundle.json metrics")
     add_data_arguments(parser, limit=0)
-
-
-def _calibration_images(args, size: int):
-    from .datasets import load_images
-
-    return load_images(args.calibration, size, args.calibration_split, path=args.calibration_path,
-                       topic=args.calibration_topic, limit=args.calibration_count or None)
 
 
 def _clear_stale(out: Path) -> None:
@@ -145,12 +134,13 @@ def export_any(model, out: Path, args) -> Path:
         return fp_export.export_bundle(model, out, name=name, precision=args.precision, created_by=cmd,
                                        opset=args.opset, metrics=metrics)
     if args.precision == "int8":
-        cal = _calibration_images(args, model.image_size)
+        cal = calibration_images(args, model.image_size)
         return export_int8_bundle(model, out, name=name, calibration_images=cal, method=args.calibrate_method,
                                   percentile=args.percentile, created_by=cmd, metrics=metrics,
                                   calibration_source=f"{args.calibration}/{args.calibration_split}",
                                   activations=getattr(args, "int8_activations", "int8"))
-    return export_int4_bundle(model, out, name=name, created_by=cmd, metrics=metrics,
+    calibration = calibration_tensor(args, model) if args.rounding == "gptq" else None
+    return export_int4_bundle(model, out, name=name, created_by=cmd, metrics=metrics, calibration=calibration,
                               config=Int4Config(group_size=args.group_size, rounding=args.rounding,
                                                 conv_scheme=args.conv_scheme))
 

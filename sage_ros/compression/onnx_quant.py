@@ -262,14 +262,16 @@ def int4_rewrite(onnx_path: Path, linears: dict[str, nn.Linear], group_size: int
 
 
 def export_int4_bundle(model: nn.Module, out_dir, *, name: str, config: Int4Config | None = None,
-                       metrics: dict | None = None, created_by: str = "sage_ros.compression.onnx_quant") -> Path:
+                       metrics: dict | None = None, created_by: str = "sage_ros.compression.onnx_quant",
+                       calibration=None) -> Path:
     """Write a bundle: encoder/decoder ONNX with INT4 Linear weights in the graph, convolutions storage-only
-    (float in the graph, packed INT4 in model.int4.safetensors). `model` is the float model; it is not changed."""
+    (float in the graph, packed INT4 in model.int4.safetensors). `model` is the float model; it is not changed.
+    `calibration` (float NCHW in the model's range) is needed for config.rounding == "gptq"."""
     config = config or Int4Config()
     out_dir = Path(out_dir)
     architecture = fp_export.architecture_of(model)
     float_model = copy.deepcopy(model).eval().float()
-    qmodel = quantize_(copy.deepcopy(float_model), config)
+    qmodel = quantize_(copy.deepcopy(float_model), config, calibration=calibration)
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="sage_fp32_") as tmp:
         fp_export.export_onnx(float_model, tmp, precision="fp32")

@@ -15,7 +15,9 @@ in memory are bit-identical to the ones rebuilt from the file.
 
 Rounding: "minmax" uses scale = max|w| / qmax; "mse" searches a grid of clip ratios per row (INT8) or per
 group (INT4) and keeps the scale with the smallest squared weight error. The grid contains ratio 1.0, so
-"mse" is never worse than "minmax" on weight error; the report carries both numbers.
+"mse" is never worse than "minmax" on weight error; the report carries both numbers. "gptq" (Linear layers,
+needs calibration images; see gptq.py) minimises the layer's output error instead; the report adds the output
+error of GPTQ and of "mse" rounding for those layers.
 
 Int4Config(conv_scheme="int8") keeps Linear layers INT4 and gives convolutions INT8 (see Int4Config).
 
@@ -36,7 +38,7 @@ from sage_ros.atomic import atomic_path
 
 FORMAT = "sage_ros.quantized/1"
 QUANTIZED_KINDS = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
-ROUNDINGS = ("minmax", "mse")
+ROUNDINGS = ("minmax", "mse", "gptq")
 
 
 class QuantizationError(ValueError):
@@ -223,26 +225,70 @@ def _tensor_report(name, module, weight, stored, cfg, minmax_mse) -> dict:
     }
 
 
-def quantize_(model: nn.Module, config) -> nn.Module:
+def _with_rounding(cfg, rounding: str):
+    return type(cfg)(**{**asdict(cfg), "rounding": rounding})
+
+
+def _gptq_stored(rows: torch.Tensor, hessian: torch.Tensor, cfg, hinv_cache: list) -> dict:
+    """GPTQ for one Linear weight, in the same stored form as quantize_rows, plus output errors vs mse."""
+    from .gptq import gptq_rows, inverse_hessian_cholesky, output_error
+
+    # layers fed the same input (fc_mu and fc_logvar) share H: factorise it once
+    hinv = next((hi for h, hi in hinv_cache if h.shape == hessian.shape and torch.equal(h, hessian)), None)
+    if hinv is None:
+        hinv = inverse_hessian_cholesky(hessian)
+        hinv_cache.append((hessian, hinv))
+    result = gptq_rows(rows, hessian, cfg, hinv)
+    values, fan_in = result["values"], rows.shape[1]
+    if cfg.scheme == "int8":
+        q = values.to(torch.int8)
+    else:
+        q = pack_int4(torch.nn.functional.pad(values, (0, fan_in % 2)).to(torch.int8))
+    rtn = quantize_rows(rows, _with_rounding(cfg, "mse"))
+    return {"q": q, "scale": result["scale"].half(), "deq": result["deq"],
+            "output_mse": output_error(rows, result["deq"], hessian),
+            "output_mse_rounding_mse": output_error(rows, rtn["deq"], hessian)}
+
+
+def quantize_(model: nn.Module, config, calibration: torch.Tensor | None = None) -> nn.Module:
     """Quantize `model` in place: each covered weight becomes its dequantized value (so the model runs as
     before, with quantization error), the int8 / packed int4 tensors + fp16 scales stay attached for
-    save_quantized, and `model.quantization_report` lists every tensor (quantized or kept float)."""
+    save_quantized, and `model.quantization_report` lists every tensor (quantized or kept float).
+
+    rounding="gptq" needs `calibration` (float N x C x H x W in the model's input range): Linear layers get
+    GPTQ error compensation from their inputs on it (float model's activations), other layers rounding="mse".
+    """
     if getattr(model, "quantization_config", None) is not None:
         raise QuantizationError("model is already quantized; quantize a fresh float copy")
+    hessians, hinv_cache = {}, []
+    if config.rounding == "gptq":
+        if calibration is None:
+            raise QuantizationError('rounding="gptq" needs calibration images (quantize_(..., calibration=x))')
+        from .gptq import linear_hessians
+        hessians = linear_hessians(model, calibration)
     tensors = []
     for name, module in model.named_modules():
         if not isinstance(module, QUANTIZED_KINDS):
             continue
         weight = module.weight
         layer_cfg = config.for_module(module)
+        if layer_cfg.rounding == "gptq" and name not in hessians:
+            layer_cfg = _with_rounding(layer_cfg, "mse")  # convolutions: no GPTQ here
         rows = weight_to_rows(module, weight.detach().float())
-        stored = quantize_rows(rows, layer_cfg)
+        if layer_cfg.rounding == "gptq":
+            stored = _gptq_stored(rows, hessians[name], layer_cfg, hinv_cache)
+        else:
+            stored = quantize_rows(rows, layer_cfg)
         minmax_mse = stored_mse = (stored["deq"] - rows).pow(2).mean().item()
-        if layer_cfg.rounding == "mse":  # the same tensor with plain min/max, to show what the search bought
-            plain = quantize_rows(rows, type(layer_cfg)(**{**asdict(layer_cfg), "rounding": "minmax"}))
+        if layer_cfg.rounding != "minmax":  # the same tensor with plain min/max, to show what rounding bought
+            plain = quantize_rows(rows, _with_rounding(layer_cfg, "minmax"))
             minmax_mse = (plain["deq"] - rows).pow(2).mean().item()
         tensors.append(_tensor_report(name, module, weight, stored, layer_cfg, minmax_mse))
-        assert stored_mse <= minmax_mse * (1 + 1e-6) + 1e-30
+        if "output_mse" in stored:
+            tensors[-1].update(output_mse=stored["output_mse"], output_mse_rounding_mse=stored["output_mse_rounding_mse"])
+        # the clip grid contains ratio 1.0, so "mse" is never worse than min/max on weight error; GPTQ trades
+        # weight error for output error and is exempt
+        assert layer_cfg.rounding == "gptq" or stored_mse <= minmax_mse * (1 + 1e-6) + 1e-30
         with torch.no_grad():
             weight.copy_(rows_to_weight(module, stored["deq"], weight.shape).to(weight.dtype))
         module._sage_quant = {"q": stored["q"], "scale": stored["scale"], "fan_in": rows.shape[1],

@@ -36,6 +36,33 @@ def add_data_arguments(parser: argparse.ArgumentParser, split: str = "test", lim
     g.add_argument("--batch-size", type=int, default=256)
 
 
+def add_calibration_arguments(parser: argparse.ArgumentParser, title: str) -> None:
+    g = parser.add_argument_group(title)
+    g.add_argument("--calibration", choices=SOURCES, default="bundled", help="calibration image source")
+    g.add_argument("--calibration-path", default=None)
+    g.add_argument("--calibration-topic", default=None)
+    g.add_argument("--calibration-split", choices=("train", "val"), default="val",
+                   help="never the test split the numbers are reported on (default: %(default)s)")
+    g.add_argument("--calibration-count", type=int, default=256, help="calibration images")
+
+
+def calibration_images(args, size: int):
+    """uint8 NHWC calibration images from the --calibration* options."""
+    from .datasets import load_images
+
+    return load_images(args.calibration, size, args.calibration_split, path=args.calibration_path,
+                       topic=args.calibration_topic, limit=args.calibration_count or None)
+
+
+def calibration_tensor(args, model):
+    """Calibration images as a float NCHW tensor in the model's input range (for rounding="gptq")."""
+    import torch
+
+    from .datasets import to_model_input
+
+    return to_model_input(torch.from_numpy(calibration_images(args, model.image_size)), model.input_range)
+
+
 def load_float_model(path: Path):
     """A trained float model from a run dir / model.safetensors (checkpoints.load_model)."""
     from .checkpoints import CheckpointError, load_model
@@ -81,13 +108,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_argument(parser)
     parser.add_argument("--scheme", choices=("int8", "int4"), required=True)
     parser.add_argument("--group-size", type=int, default=64, help="INT4 group size along the input dim")
-    parser.add_argument("--rounding", choices=("minmax", "mse"), default=None,
-                        help="scale choice (default: minmax for int8, mse for int4)")
+    parser.add_argument("--rounding", choices=("minmax", "mse", "gptq"), default=None,
+                        help="scale choice (default: minmax for int8, mse for int4); gptq: Linear layers with "
+                             "GPTQ error compensation on the --calibration images")
     parser.add_argument("--conv-scheme", choices=("int4", "int8"), default="int4",
                         help="int4 only: give convolutions INT8 instead (Linear layers stay INT4)")
     parser.add_argument("--out", type=Path, required=True, help="run directory to write into")
     parser.add_argument("--no-eval", action="store_true", help="skip the held-out evaluation")
     add_data_arguments(parser, limit=1024)
+    add_calibration_arguments(parser, "calibration (--rounding gptq only)")
 
 
 def make_config(scheme: str, rounding: str | None, group_size: int, conv_scheme: str = "int4"):
@@ -117,7 +146,8 @@ def run(args: argparse.Namespace) -> int:
         config = make_config(args.scheme, args.rounding, args.group_size, args.conv_scheme)
         progress.update("quantizing", 1, 3, force=True)
         t0 = time.perf_counter()
-        qmodel = quantize_(copy.deepcopy(model), config)
+        calibration = calibration_tensor(args, model) if config.rounding == "gptq" else None
+        qmodel = quantize_(copy.deepcopy(model), config, calibration=calibration)
         seconds = time.perf_counter() - t0
         qfile = save_quantized(qmodel, out / f"model.{args.scheme}.safetensors")
         ffile = save_float(model, out / "model.fp32.safetensors")

@@ -26,11 +26,14 @@ def _table(header: list[str], rows: list[list]) -> str:
 
 
 def tensor_table(tensors: list[dict]) -> str:
+    gptq = any("output_mse" in t for t in tensors)
     rows = [[t["tensor"], t["module"], "x".join(map(str, t["shape"])), t["scheme"], t.get("group_size"),
              t["rounding"], t["float32_bytes"], t["quantized_bytes"], t["weight_mse"], t["weight_mse_minmax"]]
+            + ([t.get("output_mse"), t.get("output_mse_rounding_mse")] if gptq else [])
             for t in tensors]
     return _table(["tensor", "layer", "shape", "scheme", "group", "rounding", "fp32 B", "quantized B",
-                   "weight MSE", "weight MSE (min/max)"], rows)
+                   "weight MSE", "weight MSE (min/max)"]
+                  + (["output MSE (calib.)", "output MSE, mse rounding"] if gptq else []), rows)
 
 
 def quantize_markdown(report: dict) -> str:
@@ -93,7 +96,9 @@ def evaluate_markdown(report: dict) -> str:
                          [["min/max", gain["minmax"]["weight_mse"], gain["minmax"]["mse"], gain["minmax"]["psnr"],
                            gain["minmax"]["mu_rel_l2"]],
                           ["mse search", gain["mse"]["weight_mse"], gain["mse"]["mse"], gain["mse"]["psnr"],
-                           gain["mse"]["mu_rel_l2"]]]),
+                           gain["mse"]["mu_rel_l2"]]]
+                         + ([["gptq (Linear) + mse", gain["gptq"]["weight_mse"], gain["gptq"]["mse"],
+                              gain["gptq"]["psnr"], gain["gptq"]["mu_rel_l2"]]] if "gptq" in gain else [])),
                   "", f"Weight MSE reduced {gain['weight_mse_reduction_pct']:.1f} %; "
                       f"PSNR change {gain['psnr_gain_db']:+.3f} dB.", ""]
     if report.get("pca"):
@@ -103,7 +108,7 @@ def evaluate_markdown(report: dict) -> str:
                   ""]
     lines += ["![reconstructions](recon_grid.png)", "", "![rate-distortion](rate_distortion.png)", ""]
     for v in report["variants"]:
-        if v.get("tensors") and v["name"] in ("int8", "int4-mse"):
+        if v.get("tensors") and v["name"] in ("int8", "int4-mse", "int4-gptq"):
             lines += [f"## {v['name']}: every tensor", "", tensor_table(v["tensors"]), ""]
     return "\n".join(lines)
 

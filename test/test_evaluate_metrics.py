@@ -85,3 +85,16 @@ def test_pca_baseline_improves_with_components():
     assert capped["n_components"] == 9 and capped["n_components_requested"] == 64
     exact = pca_baseline(train, train, 59)  # full rank on its own training set: (near) exact
     assert exact["mse"] < 1e-8
+
+
+def test_evaluating_a_tampered_bundle_fails(tmp_path):
+    from sage_ros.compression.export import export_bundle
+
+    model = trained_model("TinyVAE", 4, steps=1)
+    out = export_bundle(model, tmp_path / "b", name="b")
+    assert evaluate_single(out, smooth_images(2, 64))["n_images"] == 2
+    data = bytearray((out / "decoder.onnx").read_bytes())
+    data[-20] ^= 0xFF
+    (out / "decoder.onnx").write_bytes(bytes(data))
+    with pytest.raises(EvaluationError, match="sha256|decoder"):
+        evaluate_single(out, smooth_images(2, 64))

@@ -14,7 +14,6 @@ cells equal to the reference's (plus drift of the pre-quantisation latent where 
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -60,11 +59,13 @@ class OnnxCodec:
     def __init__(self, bundle_dir: str | Path, label: str | None = None):
         import onnxruntime as ort
 
+        from sage_ros.runtime.bundle import BundleError, load_bundle
+
         bundle_dir = Path(bundle_dir)
         try:
-            meta = json.loads((bundle_dir / "bundle.json").read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise EvaluationError(f"{bundle_dir}: no readable bundle.json ({exc})") from exc
+            meta = load_bundle(bundle_dir).meta  # checksums + graph io verified, as on the robot
+        except BundleError as exc:
+            raise EvaluationError(str(exc)) from exc
         self.meta = meta
         self.label = label or f"onnx-{meta.get('precision', '?')}"
         self.image_size = int(meta["input"]["height"])

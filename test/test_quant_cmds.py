@@ -203,3 +203,19 @@ def test_quantize_and_export_with_gptq(tmp_path):
     assert main(["export", "--model", str(run), "--precision", "int4", "--rounding", "gptq", *cal,
                  "--out", str(tmp_path / "b")]) == 0
     assert load_bundle(tmp_path / "b").meta["quantization"]["rounding"] == "gptq"
+
+
+def test_verbs_run_as_compression_jobs(run_dir, tmp_path):
+    """compression_node runs verbs through sage_ros.compression.jobs, which always passes --run-dir."""
+    from sage_ros.compression.jobs import job_argv
+    from sage_ros.compression.progress import read_progress
+
+    spec = {"job": "quantize", "run_dir": str(tmp_path / "jq"), "model": str(run_dir), "scheme": "int8",
+            "no_eval": True}
+    assert main(job_argv(spec)[3:]) == 0
+    assert (tmp_path / "jq" / "model.int8.safetensors").is_file() and read_progress(tmp_path / "jq")["done"]
+    spec = {"job": "export", "run_dir": str(tmp_path / "je"), "model": str(run_dir), "precision": "int4",
+            "out": str(tmp_path / "bundle"), "no_verify": True}
+    assert main(job_argv(spec)[3:]) == 0
+    assert read_progress(tmp_path / "je")["done"] and not (tmp_path / "bundle" / "progress.json").exists()
+    load_bundle(tmp_path / "bundle")

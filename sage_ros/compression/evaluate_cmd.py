@@ -22,7 +22,8 @@ SCHEMA = "sage_ros.evaluate/1"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_argument(parser)
-    parser.add_argument("--out", type=Path, required=True, help="run directory to write into")
+    parser.add_argument("--out", "--run-dir", dest="out", type=Path, required=True,
+                        help="run directory to write into (--run-dir: the name compression_node jobs pass)")
     parser.add_argument("--group-size", type=int, default=64, help="INT4 group size")
     parser.add_argument("--int8-rounding", choices=("minmax", "mse"), default="minmax")
     parser.add_argument("--bundle", type=Path, action="append", default=[],

@@ -47,8 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--opset", type=int, default=17, help="fp32/fp16/int8 graphs (int4 graphs are opset 21)")
     parser.add_argument("--metrics", type=Path, default=None, help="JSON file of held-out metrics to embed")
     parser.add_argument("--no-verify", action="store_true", help="skip the onnxruntime-vs-torch check")
-    parser.add_argument("--progress-dir", type=Path, default=None,
-                        help="write progress.json here (not into the bundle, whose files are all hashed)")
+    parser.add_argument("--progress-dir", "--run-dir", dest="progress_dir", type=Path, default=None,
+                        help="write progress.json here, not into the bundle, whose files are all hashed "
+                             "(--run-dir: the name compression_node jobs pass)")
     add_calibration_arguments(parser, "calibration (int8, and int4 with --rounding gptq)")
     g = parser.add_argument_group("int8")
     g.add_argument("--calibrate-method", choices=("minmax", "entropy", "percentile"), default="minmax")

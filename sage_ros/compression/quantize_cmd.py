@@ -113,7 +113,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "GPTQ error compensation on the --calibration images")
     parser.add_argument("--conv-scheme", choices=("int4", "int8"), default="int4",
                         help="int4 only: give convolutions INT8 instead (Linear layers stay INT4)")
-    parser.add_argument("--out", type=Path, required=True, help="run directory to write into")
+    parser.add_argument("--out", "--run-dir", dest="out", type=Path, required=True,
+                        help="run directory to write into (--run-dir: the name compression_node jobs pass)")
     parser.add_argument("--no-eval", action="store_true", help="skip the held-out evaluation")
     add_data_arguments(parser, limit=1024)
     add_calibration_arguments(parser, "calibration (--rounding gptq only)")

@@ -100,7 +100,9 @@ def bundles_for_bench(quick: bool = False) -> list[Path]:
 
 # The encoder nodes' default bundles (sage_ros/ros/encoder_node.py PRESETS): node-level figures use these when
 # they are shipped, since that is what `ros2 run sage_ros tinyvae_encoder` runs.
-NODE_DEFAULTS = {"TinyVAE": "tinyvae_l16_int8", "VisionPuzzleVAE": "puzzle_l64_fp32"}
+from sage_ros.ros.params import DEFAULT_BUNDLES  # noqa: E402 (pure data, no rclpy)
+
+NODE_DEFAULTS = {"TinyVAE": DEFAULT_BUNDLES["tinyvae"], "VisionPuzzleVAE": DEFAULT_BUNDLES["puzzle"]}
 
 
 def pick(architecture: str, quick: bool = False) -> Path | None:

@@ -50,8 +50,8 @@ class Preset:
 
 
 PRESETS = {
-    "tinyvae": Preset("tinyvae_encoder", "tinyvae_l16_int8"),
-    "puzzle": Preset("puzzle_encoder", "puzzle_l64_fp32"),
+    "tinyvae": Preset("tinyvae_encoder", P.DEFAULT_BUNDLES["tinyvae"]),
+    "puzzle": Preset("puzzle_encoder", P.DEFAULT_BUNDLES["puzzle"]),
 }
 
 

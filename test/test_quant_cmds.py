@@ -130,13 +130,19 @@ def test_evaluate_writes_report_plots_and_bundle_rows(run_dir, tmp_path):
     bundle = tmp_path / "b4"
     assert main(["export", "--model", str(run_dir), "--precision", "int4", "--out", str(bundle),
                  "--no-verify"]) == 0
+    assert main(["quantize", "--model", str(run_dir), "--scheme", "int8", "--out", str(tmp_path / "q8"),
+                 "--no-eval"]) == 0
     out = tmp_path / "ev"
     assert main(["evaluate", "--model", str(run_dir), "--out", str(out), "--bundle", str(bundle), *DATA,
+                 "--quantized", str(tmp_path / "q8" / "model.int8.safetensors"),
                  "--limit", "20", "--pca-train-limit", "100", "--grid", "4"]) == 0
     report = json.loads((out / "report.json").read_text())
     assert report["schema"] == "sage_ros.evaluate/1" and report["data"]["n_images"] == 20
     names = [v["name"] for v in report["variants"]]
-    assert names[:4] == ["int8", "int4-minmax", "int4-mse", "int4-mse-conv8"] and names[4].startswith("onnx-int4")
+    assert names[:5] == ["int8", "int4-minmax", "int4-mse", "int4-mse-conv8", "file:model.int8.safetensors"]
+    assert names[5].startswith("onnx-int4")
+    by_name = {v["name"]: v for v in report["variants"]}
+    assert by_name["file:model.int8.safetensors"]["psnr"] == pytest.approx(by_name["int8"]["psnr"])
     for v in report["variants"][:4]:
         assert v["bytes"] == (out / v["file"]).stat().st_size
         assert v["ratio_vs_fp32"] == pytest.approx(report["reference"]["bytes"] / v["bytes"])

@@ -28,6 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--int8-rounding", choices=("minmax", "mse"), default="minmax")
     parser.add_argument("--bundle", type=Path, action="append", default=[],
                         help="also evaluate this ONNX bundle directory with onnxruntime (repeatable)")
+    parser.add_argument("--quantized", type=Path, action="append", default=[],
+                        help="also evaluate this existing quantized .safetensors (from sage-ros quantize; repeatable)")
     parser.add_argument("--gptq", action="store_true",
                         help="also int4-gptq and int4-gptq-conv8 (GPTQ on the Linear layers, --calibration images)")
     parser.add_argument("--no-pca", action="store_true", help="skip the PCA baseline")
@@ -64,6 +66,20 @@ def _evaluate_torch_variant(model, name, config, out: Path, images, fp32_bytes, 
               "weight_mse_minmax": loaded.quantization_report["weight_mse_minmax"],
               "tensors": loaded.quantization_report["tensors"]}
     return result, loaded
+
+
+def _evaluate_file(model, path: Path, images, fp32_bytes, batch_size) -> dict:
+    from .evaluate import evaluate_pair
+    from .quantize import config_to_dict, load_quantized
+
+    loaded = load_quantized(path)
+    size = path.stat().st_size
+    return {"name": f"file:{path.name}", "kind": "torch", "file": str(path),
+            "config": config_to_dict(loaded.quantization_config), "bytes": size, "ratio_vs_fp32": fp32_bytes / size,
+            **evaluate_pair(model, loaded, images, batch_size),
+            "weight_mse": loaded.quantization_report["weight_mse"],
+            "weight_mse_minmax": loaded.quantization_report["weight_mse_minmax"],
+            "tensors": loaded.quantization_report["tensors"]}
 
 
 def _evaluate_bundle(model, bundle_dir: Path, images, fp32_bytes, batch_size) -> tuple[dict, object]:
@@ -133,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
         images = load_images_from_args(args, model.image_size)
         variants_cfg = _torch_variants(args.group_size, args.int8_rounding, args.gptq)
         calibration = calibration_tensor(args, model) if args.gptq else None
-        steps = len(variants_cfg) + 3 + len(args.bundle)
+        steps = len(variants_cfg) + 3 + len(args.bundle) + len(args.quantized)
         progress.update("float reference", 0, steps, force=True)
         fp32_path = save_float(model, out / "model.fp32.safetensors")
         fp32_bytes = fp32_path.stat().st_size
@@ -148,8 +164,11 @@ def run(args: argparse.Namespace) -> int:
                       "int4-gptq-conv8": "INT4 GPTQ+INT8 conv"}
             if name in labels:
                 grid_models.append((labels[name], loaded))
+        for path in args.quantized:
+            progress.update(f"file {path}", len(variants), steps, force=True)
+            variants.append(_evaluate_file(model, Path(path), images, fp32_bytes, args.batch_size))
         for i, bundle_dir in enumerate(args.bundle):
-            progress.update(f"bundle {bundle_dir}", len(variants_cfg) + 1 + i, steps, force=True)
+            progress.update(f"bundle {bundle_dir}", len(variants), steps, force=True)
             result, codec = _evaluate_bundle(model, Path(bundle_dir), images, fp32_bytes, args.batch_size)
             variants.append(result)
             grid_models.append((codec.meta["name"], codec))

@@ -113,9 +113,9 @@ def evaluate_markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
-def _savefig(fig, path: Path) -> None:
+def _savefig(fig, path: Path, bbox: bool = True) -> None:
     with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
+        fig.savefig(tmp, dpi=fig.dpi if not bbox else 110, bbox_inches="tight" if bbox else None, format="png")
 
 
 def _pyplot():
@@ -127,22 +127,41 @@ def _pyplot():
     return plt
 
 
+GRID_TILE_MAX = 112  # px per tile: 224 px VQ images are shown at half size to keep report PNGs small
+
+
+def _mosaic(rows: list[tuple[str, np.ndarray]], gap: int = 2) -> np.ndarray:
+    """One uint8 image: a row of tiles per (label, images), white gaps between tiles."""
+    import cv2
+
+    n_cols = max(len(images) for _, images in rows)
+    size = rows[0][1].shape[1]
+    tile = min(size, GRID_TILE_MAX)
+    out = np.full((len(rows) * (tile + gap) - gap, n_cols * (tile + gap) - gap, 3), 255, np.uint8)
+    for r, (_, images) in enumerate(rows):
+        for c, image in enumerate(images[:n_cols]):
+            if image.shape[0] != tile:
+                image = cv2.resize(image, (tile, tile), interpolation=cv2.INTER_AREA)
+            out[r * (tile + gap): r * (tile + gap) + tile, c * (tile + gap): c * (tile + gap) + tile] = image
+    return out
+
+
 def plot_recon_grid(path, rows: list[tuple[str, np.ndarray]]) -> Path:
-    """One row per (label, uint8 NHWC images): original / float / INT8 / INT4 ..."""
+    """One row per (label, uint8 NHWC images): original / float / INT8 / INT4 ... Tiles at native resolution
+    (at most GRID_TILE_MAX px), drawn as one image so the PNG stays a few hundred KB."""
     plt = _pyplot()
-    n_rows, n_cols = len(rows), max(len(images) for _, images in rows)
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(1.3 * n_cols + 1.2, 1.3 * n_rows), squeeze=False)
-    for r, (label, images) in enumerate(rows):
-        for c in range(n_cols):
-            ax = axes[r][c]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if c < len(images):
-                ax.imshow(images[c], interpolation="nearest")
-            if c == 0:
-                ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
-    fig.subplots_adjust(wspace=0.05, hspace=0.05)
-    _savefig(fig, Path(path))
+    mosaic = _mosaic(rows)
+    dpi, label_in = 100, 1.9
+    fig = plt.figure(figsize=(mosaic.shape[1] / dpi + label_in, mosaic.shape[0] / dpi + 0.1), dpi=dpi)
+    ax = fig.add_axes([label_in / (mosaic.shape[1] / dpi + label_in), 0, 1 - label_in /
+                       (mosaic.shape[1] / dpi + label_in), 1])
+    ax.imshow(mosaic, interpolation="nearest")
+    row_h = mosaic.shape[0] / len(rows)
+    ax.set_yticks([row_h * (i + 0.5) for i in range(len(rows))], [label for label, _ in rows], fontsize=8)
+    ax.set_xticks([])
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    _savefig(fig, Path(path), bbox=False)
     plt.close(fig)
     return Path(path)
 

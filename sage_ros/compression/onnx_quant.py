@@ -93,7 +93,7 @@ def _vq_search_nodes(path: Path) -> list[str]:
 ENTROPY_BINS, ENTROPY_QUANTIZED_BINS = 2048, 128
 
 
-def _entropy_ranges(model_path: Path, reader, cache_path: Path, tmp: Path) -> None:
+def _entropy_ranges(model_path: Path, reader, cache_path: Path, tmp: Path, symmetric: bool = True) -> None:
     """KL-divergence (entropy) activation ranges over a 2048-bin histogram, saved as a quantize_static
     calibration cache. Why not quantize_static's own Entropy: it builds 128-bin histograms with 128 quantized
     bins, so the threshold search has exactly one candidate (the full range) and the result equals MinMax
@@ -102,7 +102,7 @@ def _entropy_ranges(model_path: Path, reader, cache_path: Path, tmp: Path) -> No
 
     calibrator = create_calibrator(model_path, None, augmented_model_path=str(tmp / "augmented.onnx"),
                                    calibrate_method=CalibrationMethod.Entropy,
-                                   extra_options={"symmetric": True, "num_bins": ENTROPY_BINS,
+                                   extra_options={"symmetric": symmetric, "num_bins": ENTROPY_BINS,
                                                   "num_quantized_bins": ENTROPY_QUANTIZED_BINS})
     calibrator.collect_data(reader)
     save_tensors_data(calibrator.compute_data(), cache_path)
@@ -143,7 +143,7 @@ def quantize_graph_int8(fp32_path: Path, out_path: Path, input_name: str, calibr
         cache = None
         if method == "entropy":
             cache = Path(tmp) / "ranges.json"
-            _entropy_ranges(pre, reader, cache, Path(tmp))
+            _entropy_ranges(pre, reader, cache, Path(tmp), symmetric)
         quantize_static(str(pre), str(out_tmp), reader, quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=getattr(QuantType, activation_type), weight_type=QuantType.QInt8,
                         calibrate_method=calibrate_method, nodes_to_exclude=exclude or [], extra_options=extra,

@@ -151,7 +151,8 @@ def offline_section(doc: dict) -> list[str]:
                 f"{f['y_ratio']:.2f}x time; fixed {f['intercept_s']:.2f} s + {f['slope_s_per_unit'] * 1e3:.3f} ms/unit)")
 
     t, d, q = doc["train"], doc["distill"], doc["quantize_export"]
-    lines = ["### Offline (item 3)", "", f"torch threads: {doc['torch_threads']}.", ""]
+    lines = ["### Offline (item 3)", "", f"torch threads: {doc['torch_threads']}; each point is the fastest of "
+             f"{doc.get('repeats', 1)} run(s) (the least disturbed by the machine's other jobs).", ""]
     lines += _table(["job", "size", "time s", "images/s"],
                     [["train TinyVAE-64, 1 epoch", r["images"], _f(r["train_time_s"]), _f(r["images_per_s"], 0)]
                      for r in t["by_dataset_size"]]

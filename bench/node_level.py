@@ -332,7 +332,8 @@ def summarize(groups: list[dict]) -> dict:
             max_rate[f"{g['dds']} {g['qos']} {g['kind']}"] = {
                 "max_zero_drop_rate_hz": max((p["rate_hz"] for p in clean), default=None),
                 "steps": [{"rate_hz": p["rate_hz"], "achieved_rate_hz": p["achieved_rate_hz"],
-                           "drop_fraction": p["drop_fraction"], "p50_ms": p["latency_ms"]["p50"]}
+                           "drop_fraction": p["drop_fraction"], "dropped": p["dropped"], "sent": p["sent"],
+                           "p50_ms": p["latency_ms"]["p50"]}
                           for p in g["phases"]]}
     return {"added_latency": added, "max_rate": max_rate}
 

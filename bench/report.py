@@ -138,8 +138,10 @@ def node_section(doc: dict) -> list[str]:
                           _f(a["passthrough_p50_ms"]), _f(a["encoder_p50_ms"]), _f(a["added_p50_ms"]),
                           _f(a["added_p99_ms"]), f"{a['encoder_drops']}/{a['passthrough_drops']}"] for a in added])
     for kind, m in doc["summary"]["max_rate"].items():
-        steps = ", ".join(f"{s['rate_hz']} Hz -> sent {s['achieved_rate_hz']:.0f}, drops "
-                          f"{100 * (s['drop_fraction'] or 0):.0f} %, p50 {s['p50_ms']:.1f} ms" for s in m["steps"])
+        steps = ", ".join(f"{s['rate_hz']} Hz -> sent {s['achieved_rate_hz']:.0f}/s, dropped "
+                          + (f"{s['dropped']}/{s['sent']}" if "dropped" in s else
+                             f"{100 * (s['drop_fraction'] or 0):.1f} %")
+                          + f", p50 {s['p50_ms']:.1f} ms" for s in m["steps"])
         lines.append(f"- max input rate with zero drops, {kind} (1 camera, 640x480 rgb8): "
                      f"{m['max_zero_drop_rate_hz']} Hz; steps: {steps}")
     return lines + [""]

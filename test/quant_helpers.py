@@ -17,7 +17,8 @@ def smooth_images(n: int, size: int, seed: int = 0) -> np.ndarray:
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
     out = np.empty((n, size, size, 3), np.float32)
     for i in range(n):
-        img = rng.uniform(0, 1, 3) + rng.uniform(-0.5, 0.5, 3) * xx[..., None] + rng.uniform(-0.5, 0.5, 3) * yy[..., None]
+        img = (rng.uniform(0, 1, 3) + rng.uniform(-0.5, 0.5, 3) * xx[..., None]
+               + rng.uniform(-0.5, 0.5, 3) * yy[..., None])
         for _ in range(3):
             cx, cy, r = rng.uniform(0, 1), rng.uniform(0, 1), rng.uniform(0.05, 0.3)
             blob = np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * r * r))

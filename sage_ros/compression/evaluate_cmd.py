@@ -1,10 +1,11 @@
 """`sage-ros evaluate`: held-out evaluation of a trained float model against its compressed copies.
 
-    sage-ros evaluate --model runs/t16 --out runs/t16-eval [--bundle models/tinyvae16_int8 ...]
+    sage-ros evaluate --model runs/t16 --out runs/t16-eval [--bundle models/tinyvae16_int8 ...] [--gptq]
 
 Into --out: model.fp32.safetensors (the float reference file every ratio divides by), model.int8.safetensors,
 model.int4-minmax.safetensors, model.int4-mse.safetensors, model.int4-mse-conv8.safetensors (INT4 Linear +
-INT8 convolutions; each evaluated after being rebuilt from its file alone), pca.safetensors (the PCA baseline's basis), report.json (schema in docs/quantization.md), report.md,
+INT8 convolutions) [+ model.int4-gptq*.safetensors], each evaluated after being rebuilt from its file alone;
+pca.safetensors (the PCA baseline's basis), report.json (schema in docs/quantization.md), report.md,
 recon_grid.png (original / float / INT8 / INT4 / bundles) and rate_distortion.png (PSNR vs bytes).
 ONNX bundles given with --bundle are run with onnxruntime, so what is measured is the graph that ships.
 """

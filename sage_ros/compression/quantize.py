@@ -285,7 +285,8 @@ def quantize_(model: nn.Module, config, calibration: torch.Tensor | None = None)
             minmax_mse = (plain["deq"] - rows).pow(2).mean().item()
         tensors.append(_tensor_report(name, module, weight, stored, layer_cfg, minmax_mse))
         if "output_mse" in stored:
-            tensors[-1].update(output_mse=stored["output_mse"], output_mse_rounding_mse=stored["output_mse_rounding_mse"])
+            tensors[-1].update(output_mse=stored["output_mse"],
+                               output_mse_rounding_mse=stored["output_mse_rounding_mse"])
         # the clip grid contains ratio 1.0, so "mse" is never worse than min/max on weight error; GPTQ trades
         # weight error for output error and is exempt
         assert layer_cfg.rounding == "gptq" or stored_mse <= minmax_mse * (1 + 1e-6) + 1e-30

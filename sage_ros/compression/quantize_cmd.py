@@ -153,7 +153,8 @@ def run(args: argparse.Namespace) -> int:
         qfile = save_quantized(qmodel, out / f"model.{args.scheme}.safetensors")
         ffile = save_float(model, out / "model.fp32.safetensors")
         report = {
-            "schema": "sage_ros.quantize/1", "created_by": created_by(args, "quantize"), "source_model": str(args.model),
+            "schema": "sage_ros.quantize/1", "created_by": created_by(args, "quantize"),
+            "source_model": str(args.model),
             "architecture": type(model).__name__, "latent_dim": int(model.latent_dim),
             "files": {"quantized": qfile.name, "fp32": ffile.name},
             "bytes": {"quantized": qfile.stat().st_size, "fp32": ffile.stat().st_size},

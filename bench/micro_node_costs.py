@@ -1,6 +1,7 @@
 """Per-frame costs of the encoder node's library calls, one at a time (the figures behind the profile notes):
-rclpy deserialization of a raw frame, cv2 INTER_AREA resize to 64x64 with 1 and 2 OpenCV threads, and
-publishing a latent-sized Image with and without a matched reliable subscriber in another process.
+rclpy deserialization of a raw frame, cv2 INTER_AREA resize to 64x64 with 1 and 2 OpenCV threads, the
+preprocessor with a fresh vs a pre-allocated output buffer, and publishing a latent-sized Image with and without
+a matched reliable subscriber in another process.
 
     python bench/micro_node_costs.py
 """
@@ -53,6 +54,14 @@ def main() -> int:
             cv2.setNumThreads(threads)
             cost = median_us(lambda: cv2.resize(frame, (64, 64), interpolation=cv2.INTER_AREA))
             print(f"{width}x{height}: cv2 INTER_AREA -> 64x64, {threads} thread(s): {cost:.0f} us")
+    from sage_ros.runtime.preprocess import Preprocessor
+
+    frames = [rng.integers(0, 255, (480, 640, 3), dtype=np.uint8) for _ in range(2)]
+    for size, input_range in ((64, (0.0, 1.0)), (224, (-1.0, 1.0))):
+        for reuse in (False, True):  # a pre-allocated output buffer vs a fresh one per call
+            pre = Preprocessor(size, input_range, "resize", reuse_output=reuse)
+            cost = median_us(lambda: pre(frames), 200)
+            print(f"preprocess 2 x 640x480 -> 2x3x{size}x{size}, {'reused' if reuse else 'fresh'} buffer: {cost:.0f} us")
     rclpy.init()
     node = rclpy.create_node("micro_pub")
     publisher = node.create_publisher(Image, "/micro/latent", QoSProfile(depth=10,

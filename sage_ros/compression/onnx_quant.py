@@ -21,7 +21,8 @@ dequantized float values and the bundle ships the packed INT4 copy (model.int4.s
 quantize.load_quantized). With Int4Config(conv_scheme="int8") the convolutions are INT8 storage-only instead.
 bundle.json `quantization` lists which layers are which and the measured bytes.
 Graph scales are float32 (the fp16 values widened): a float16 scale would make DequantizeLinear output float16
-and need a Cast, which breaks both runtimes' DQ->MatMul fusion. That costs 0.5 bit per weight at group 64
+and need a Cast, which stops onnxruntime's DQ->MatMul fusion (measured) and is no longer the plain DQ->MatMul
+pattern TensorRT's weight-only GEMM looks for (not verified here: no GPU). That costs 0.5 bit per weight at group 64
 (4.5 bits -> 7.1x vs fp32), against 7.5x for the fp16-scale safetensors file.
 """
 from __future__ import annotations

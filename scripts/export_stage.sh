@@ -88,7 +88,7 @@ run "${SAGE[@]}" evaluate --model "$ROOT/distill/student" --out "$ROOT/eval_tiny
   --bundle "$MODELS/tinyvae32_l64_distilled_fp32"
 
 # reports: small files only (no weights), so models/ stays a few MB
-copy() { mkdir -p "$REPORTS/$2"; for f in "${@:3}"; do [ -f "$1/$f" ] && cp "$1/$f" "$REPORTS/$2/"; done; return 0; }
+copy() { [ -d "$1" ] || return 0; mkdir -p "$REPORTS/$2"; for f in "${@:3}"; do [ -f "$1/$f" ] && cp "$1/$f" "$REPORTS/$2/"; done; return 0; }
 copy "$ROOT/ablate" ablation ablation.md ablation.json ablation.png
 for n in 4 8 16 32 64; do copy "$ROOT/ablate/L$n" "ablation/L$n" report.md report.json; done
 copy "$ROOT/distill" distill report.md report.json

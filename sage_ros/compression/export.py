@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import copy
 import datetime as _dt
-import hashlib
 import json
 import warnings
 from pathlib import Path
@@ -28,6 +27,7 @@ import torch
 from torch import nn
 
 from sage_ros.atomic import atomic_path, atomic_write_json
+from sage_ros.hashing import sha256_file
 
 BUNDLE_FORMAT_VERSION = 1
 ENCODER_FILE = "encoder.onnx"
@@ -205,14 +205,6 @@ def export_onnx(model: nn.Module, out_dir: str | Path, *, precision: str = "fp32
         _to_fp16(out_dir / ENCODER_FILE)
         _to_fp16(out_dir / DECODER_FILE)
     return {"encoder": ENCODER_FILE, "decoder": DECODER_FILE}
-
-
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _onnx_io(path: Path) -> dict:

@@ -8,7 +8,6 @@ split group of every file; stage B (crops.py) reads only that manifest and the f
 from __future__ import annotations
 
 import glob
-import hashlib
 import re
 import shutil
 import subprocess
@@ -19,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sage_ros.atomic import atomic_write_bytes, atomic_write_json
+from sage_ros.hashing import sha256_file
 from sage_ros.data.errors import DataError
 
 MANIFEST_VERSION = 1
@@ -84,14 +84,6 @@ class SourceFile:
     group: str     # split unit: files of one group always land in the same split
     sha256: str = ""
     label: int | None = None  # CIFAR-10 class, for kind == "cifar"
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:

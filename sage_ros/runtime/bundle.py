@@ -7,11 +7,12 @@ encoder/decoder are listed); the ONNX graphs' input/output names, dtypes and dim
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from sage_ros.hashing import sha256_file  # noqa: F401 (re-exported: backends and tests import it from here)
 
 BUNDLE_FILE = "bundle.json"
 REQUIRED_KEYS = ("name", "architecture", "precision", "input", "latent_shape", "files", "metrics", "created_by")
@@ -83,14 +84,6 @@ class Bundle:
 
     def sha256(self, file_name: str) -> str:
         return self.meta["files"][file_name]
-
-
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def load_bundle(path: str | Path, *, verify_checksums: bool = True) -> Bundle:

@@ -2,7 +2,7 @@
 import torch
 from torch import nn
 
-from .common import reparameterize
+from .common import GaussianVAE
 
 
 def _down(c_in: int, c_out: int) -> list[nn.Module]:
@@ -13,9 +13,10 @@ def _up(c_in: int, c_out: int) -> list[nn.Module]:
     return [nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
 
 
-class StandardVAE(nn.Module):
+class StandardVAE(GaussianVAE):
     image_size = 32
     input_range = (0.0, 1.0)
+    bottleneck_shape = (512, 2, 2)
 
     def __init__(self, latent_dim: int = 512):
         super().__init__()
@@ -30,10 +31,6 @@ class StandardVAE(nn.Module):
             nn.Sigmoid(),
         )
 
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.encoder(x).flatten(1)
-        return self.fc_mu(h), self.fc_logvar(h)
-
     def encoder_features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Intermediate encoder maps after each down block (perceptual-loss features)."""
         feats = []
@@ -41,10 +38,3 @@ class StandardVAE(nn.Module):
             x = self.encoder[i + 2](self.encoder[i + 1](self.encoder[i](x)))
             feats.append(x)
         return feats
-
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return self.decoder(self.fc_decode(z).view(-1, 512, 2, 2))
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        mu, logvar = self.encode(x)
-        return self.decode(reparameterize(mu, logvar, self.training)), mu, logvar

@@ -2,10 +2,9 @@
 
 Params = 31,073 + 12,290 * L.
 """
-import torch
 from torch import nn
 
-from .common import reparameterize
+from .common import GaussianVAE
 
 
 def _separable_block(c_in: int, c_out: int) -> nn.Sequential:
@@ -18,9 +17,10 @@ def _separable_block(c_in: int, c_out: int) -> nn.Sequential:
     )
 
 
-class TinyVAE(nn.Module):
+class TinyVAE(GaussianVAE):
     image_size = 64
     input_range = (0.0, 1.0)
+    bottleneck_shape = (64, 8, 8)
 
     def __init__(self, latent_dim: int = 64):
         super().__init__()
@@ -40,14 +40,3 @@ class TinyVAE(nn.Module):
             nn.ConvTranspose2d(16, 3, 3, stride=2, padding=1, output_padding=1),
             nn.Sigmoid(),
         )
-
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.encoder(x).flatten(1)
-        return self.fc_mu(h), self.fc_logvar(h)
-
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return self.decoder(self.fc_decode(z).view(-1, 64, 8, 8))
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        mu, logvar = self.encode(x)
-        return self.decode(reparameterize(mu, logvar, self.training)), mu, logvar

@@ -1,8 +1,7 @@
 """TinyVAE32: the 32x32 distillation student. 294,403 params at L=64."""
-import torch
 from torch import nn
 
-from .common import reparameterize
+from .common import GaussianVAE
 
 
 def _down(c_in: int, c_out: int) -> list[nn.Module]:
@@ -14,9 +13,10 @@ def _up(c_in: int, c_out: int) -> list[nn.Module]:
             nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
 
 
-class TinyVAE32(nn.Module):
+class TinyVAE32(GaussianVAE):
     image_size = 32
     input_range = (0.0, 1.0)
+    bottleneck_shape = (128, 2, 2)
 
     def __init__(self, latent_dim: int = 64):
         super().__init__()
@@ -30,14 +30,3 @@ class TinyVAE32(nn.Module):
             nn.ConvTranspose2d(16, 3, 3, stride=2, padding=1, output_padding=1),
             nn.Sigmoid(),
         )
-
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.encoder(x).flatten(1)
-        return self.fc_mu(h), self.fc_logvar(h)
-
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return self.decoder(self.fc_decode(z).view(-1, 128, 2, 2))
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        mu, logvar = self.encode(x)
-        return self.decode(reparameterize(mu, logvar, self.training)), mu, logvar

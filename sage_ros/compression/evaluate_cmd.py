@@ -5,7 +5,8 @@
 Into --out: model.fp32.safetensors (the float reference file every ratio divides by), model.int8.safetensors,
 model.int4-minmax.safetensors, model.int4-mse.safetensors, model.int4-mse-conv8.safetensors (INT4 Linear +
 INT8 convolutions) [+ model.int4-gptq*.safetensors], each evaluated after being rebuilt from its file alone;
-pca.safetensors (the PCA baseline's basis), report.json (schema in docs/quantization.md), report.md,
+pca.safetensors (the PCA baseline's basis: written so its size is a real file, then removed unless --keep-pca),
+report.json (schema in docs/quantization.md), report.md,
 recon_grid.png (original / float / INT8 / INT4 / bundles) and rate_distortion.png (PSNR vs bytes).
 ONNX bundles given with --bundle are run with onnxruntime, so what is measured is the graph that ships.
 """
@@ -34,6 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gptq", action="store_true",
                         help="also int4-gptq and int4-gptq-conv8 (GPTQ on the Linear layers, --calibration images)")
     parser.add_argument("--no-pca", action="store_true", help="skip the PCA baseline")
+    parser.add_argument("--keep-pca", action="store_true",
+                        help="keep pca.safetensors (by default it is written, measured and removed: at 224 px "
+                             "the basis is hundreds of MB)")
     parser.add_argument("--pca-train-limit", type=int, default=4000, help="train images for the PCA fit")
     parser.add_argument("--grid", type=int, default=8, help="images in recon_grid.png")
     add_data_arguments(parser)
@@ -129,7 +133,9 @@ def _pca(args, model, images, out: Path) -> dict:
     path = out / "pca.safetensors"
     with atomic_path(path) as tmp:
         save_file({"basis": basis.contiguous(), "mean": mean.contiguous()}, str(tmp))
-    result.update(file=path.name, bytes=path.stat().st_size)
+    result.update(file=path.name, bytes=path.stat().st_size, file_kept=bool(args.keep_pca))
+    if not args.keep_pca:
+        path.unlink()
     return result
 
 

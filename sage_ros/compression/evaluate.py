@@ -151,6 +151,16 @@ def _modes(codecs):
     return lambda: [m.train(t) for m, t in saved]
 
 
+# Pixels per evaluation chunk: 256 images at 64 px. The float64 originals, SSIM filter maps and onnxruntime
+# activations all scale with it; 256 images of 224 px (12x more pixels) were OOM-killed at 21 GB here.
+CHUNK_PIXELS = 256 * 64 * 64
+
+
+def _chunk(batch_size: int, image_size: int) -> int:
+    """`batch_size`, lowered so that one chunk holds at most CHUNK_PIXELS pixels."""
+    return max(1, min(batch_size, CHUNK_PIXELS // (image_size * image_size)))
+
+
 def evaluate_pair(reference, candidate, images_uint8_nhwc, batch_size: int = 256) -> dict:
     """Quality of `candidate` and of `reference` on the images, and candidate's latent drift from reference."""
     ref, cand = as_codec(reference, "reference"), as_codec(candidate, "candidate")
@@ -159,6 +169,7 @@ def evaluate_pair(reference, candidate, images_uint8_nhwc, batch_size: int = 256
                               f"({ref.image_size}/{ref.input_range}/vq={ref.is_vq} vs "
                               f"{cand.image_size}/{cand.input_range}/vq={cand.is_vq})")
     images = check_images(images_uint8_nhwc, ref.image_size)
+    batch_size = _chunk(batch_size, ref.image_size)
     restore = _modes([ref, cand])
     try:
         q_ref, q_cand = _Quality(), _Quality()
@@ -193,6 +204,7 @@ def evaluate_single(model, images_uint8_nhwc, batch_size: int = 256) -> dict:
     """MSE / PSNR / SSIM of one model against the original images."""
     codec = as_codec(model)
     images = check_images(images_uint8_nhwc, codec.image_size)
+    batch_size = _chunk(batch_size, codec.image_size)
     restore = _modes([codec])
     try:
         quality = _Quality()

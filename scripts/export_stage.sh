@@ -72,9 +72,12 @@ export_bundle() {  # run_dir precision bundle_name [extra options]
   run "${SAGE[@]}" export --model "$1" --precision "$2" --out "$MODELS/$3" --metrics "$1/metrics.json" --evaluate \
     "${@:4}"
 }
-for precision in fp32 int8 int4; do
+for precision in fp32 int8; do
   export_bundle "$ROOT/ablate/L$L" $precision "tinyvae_l${L}_$precision"
 done
+# INT4: GPTQ on the Linear layers (val-split calibration) + INT8 convolutions: the best INT4 trade-off measured in
+# docs/quantization.md (mu drift 0.026 vs 0.18 for plain INT4, for ~13 KB)
+export_bundle "$ROOT/ablate/L$L" int4 "tinyvae_l${L}_int4" --rounding gptq --conv-scheme int8
 export_bundle "$ROOT/distill/student" fp32 tinyvae32_l64_distilled_fp32
 for precision in fp32 int8; do
   export_bundle "$ROOT/puzzle" $precision puzzle_l64_$precision "${SMALL_BATCH[@]}"

@@ -646,7 +646,7 @@ def contact_sheet(path: Path, recording: Recording, encoders: list[EncoderRun], 
                 for enc in tinyvae:
                     mu = outputs[enc.output_topic][stamp]["mu"][None].astype(np.float32)
                     recon = _to_uint8_hwc(backends[enc.node_name].decode(mu)[0], enc.bundle.input_range)
-                    cells.append((recon, f"PSNR {_psnr(recon, model_input):.1f} dB"))
+                    cells.append((recon, f"PSNR {_psnr(recon, model_input):.2f} dB"))
             if puzzle:
                 codes = outputs[puzzle.output_topic][stamp]["codes"]
                 cells.append((codes, f"{len(np.unique(codes))} codes used"))

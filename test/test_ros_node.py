@@ -278,3 +278,38 @@ def test_missing_bundle_exits_nonzero_with_one_clear_message(tmp_path):
         assert "cannot configure" in log and "does not exist" in log and "Traceback" not in log
     finally:
         node.stop()
+
+
+def test_shipped_default_bundles_over_dds(tmp_path, graph, frames):
+    """`ros2 run sage_ros tinyvae_encoder` / `puzzle_encoder` with no bundle parameter: the shipped defaults."""
+    from sage_ros.ros.encoder_node import resolve_bundle
+    from sage_ros.ros.params import DEFAULT_BUNDLES
+
+    try:
+        bundles = {preset: load_bundle(resolve_bundle("", preset)) for preset in DEFAULT_BUNDLES}
+    except Exception as err:  # noqa: BLE001 - BundleError: models/ not built in this checkout
+        pytest.skip(f"shipped default bundles not available: {err}")
+    nodes = [NodeProcess(f"{preset}_encoder", ["-r", "__ns:=/shipped", "-r", "image:=/shipped/camera/image_raw",
+                                               "-p", "qos_reliability:=reliable", "-p", "backend:=onnxruntime"],
+                         tmp_path / f"{preset}.log") for preset in DEFAULT_BUNDLES]
+    try:
+        outputs = {"tinyvae": graph.collect(Image, "/shipped/latent"), "puzzle": graph.collect(Image, "/shipped/puzzle")}
+        camera = graph.node.create_publisher(Image, "/shipped/camera/image_raw", 10)
+        for node in nodes:
+            node.wait_log("backend warm")
+        wait_for(lambda: all(inbox.matched() for inbox in outputs.values()) and camera.get_subscription_count() == 2,
+                 20, what="shipped encoders matched")
+        for preset, inbox in outputs.items():
+            backend = make_backend(bundles[preset], "onnxruntime", "cpu", intra_op_threads=1)
+            reference = offline(backend, frames[:2])
+            for i in range(2):
+                msg = publish_until(camera, numpy_to_image(frames[i], "rgb8", header=header(800 + i)), inbox)
+                got = image_to_output(msg)
+                if preset == "puzzle":
+                    np.testing.assert_array_equal(got["codes"], reference["codes"][i])
+                else:
+                    np.testing.assert_allclose(got["mu"], reference["mu"][i], rtol=1e-5, atol=1e-6)
+            assert bundles[preset].name in nodes[list(outputs).index(preset)].log()
+    finally:
+        for node in nodes:
+            node.stop()

@@ -2,6 +2,7 @@
 diagnostics, bundle resolution, lifecycle transitions in-process, and the torch-free import path."""
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -225,6 +226,15 @@ def test_bundle_names_resolve_in_shipped_dirs(tmp_path, monkeypatch, tiny_bundle
     assert encoder_node.resolve_bundle(str(tiny_bundle), "tinyvae") == tiny_bundle
     with pytest.raises(BundleError, match="not found.*share"):
         encoder_node.resolve_bundle("no_such_bundle", "tinyvae")
+
+
+def test_shipped_dirs_without_a_ros_install(monkeypatch):
+    from sage_ros.ros import encoder_node
+
+    monkeypatch.delenv("AMENT_PREFIX_PATH", raising=False)  # a venv: no ament index at all
+    assert encoder_node.shipped_model_dirs()[-1] == Path(encoder_node.__file__).resolve().parents[2] / "models"
+    monkeypatch.setenv("AMENT_PREFIX_PATH", "/nonexistent")  # an ament index without sage_ros
+    assert len(encoder_node.shipped_model_dirs()) == 1
 
 
 def test_lifecycle_transitions_in_process(tiny_bundle, tmp_path):

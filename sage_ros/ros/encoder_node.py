@@ -60,13 +60,10 @@ def shipped_model_dirs() -> list[Path]:
     checkout's models/ (a `pip install -e .` or `python -m` run from the repository)."""
     dirs = []
     try:
-        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
-        try:
-            dirs.append(Path(get_package_share_directory("sage_ros")) / "models")
-        except PackageNotFoundError:
-            pass
-    except ImportError:
-        pass
+        from ament_index_python.packages import get_package_share_directory
+        dirs.append(Path(get_package_share_directory("sage_ros")) / "models")
+    except (ImportError, LookupError, OSError, ValueError):
+        pass  # no ament index (AMENT_PREFIX_PATH unset: a venv, not a sourced ROS install) or not installed there
     dirs.append(Path(__file__).resolve().parents[2] / "models")
     return dirs
 

@@ -186,3 +186,15 @@ def test_summary_percentiles_and_rates():
     assert demo._rate_hz([0, 100_000_000, 200_000_000]) == 10.0
     assert demo._rate_hz([5]) is None
     assert np.isclose(demo._psnr(np.zeros((2, 2, 3), np.uint8), np.full((2, 2, 3), 255, np.uint8)), 0.0)
+
+
+def test_find_models_picks_the_shipped_bundles():
+    """What `make demo` runs: one TinyVAE latent size in fp32 / int8 / int4 and the fp32 puzzle model."""
+    models_dir = demo.default_models_dir()
+    if not any(models_dir.glob("*/bundle.json")):
+        pytest.skip(f"no shipped bundles under {models_dir}")
+    found = demo.find_models(models_dir)
+    assert list(found.tinyvae) == ["fp32", "int8", "int4"]
+    assert len({b.latent_shape for b in found.tinyvae.values()}) == 1
+    assert all(b.architecture == "TinyVAE" and not demo.is_untrained(b) for b in found.tinyvae.values())
+    assert found.puzzle is not None and found.puzzle.precision == "fp32"

@@ -40,11 +40,14 @@ from torch import nn
 from sage_ros.atomic import atomic_path
 
 from . import export as fp_export
-from .quantize import Int4Config, pack_int4, quantize_, save_quantized, unpack_int4
+from .quantize import Int4Config, Int8Config, pack_int4, quantize_, save_quantized, unpack_int4
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 INT4_OPSET = 21
 INT4_STORAGE_FILE = "model.int4.safetensors"
+# INT8 bundles keep their per-channel INT8 weights for the torch backend (weights only: activations stay float
+# there, so torch vs the QDQ graph is compared at the int8 tolerance, never presented as bit-exact).
+INT8_STORAGE_FILE = "model.int8.safetensors"
 
 
 class OnnxQuantError(ValueError):
@@ -180,16 +183,17 @@ def export_int8_bundle(model: nn.Module, out_dir, *, name: str, calibration_imag
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="sage_fp32_") as tmp:
         fp_export.export_onnx(model, tmp, precision="fp32")
-        fp_export.save_reference_weights(model, out_dir)  # float reference for the torch backend / parity tests
         fp32_bytes = {p: (Path(tmp) / p).stat().st_size for p in (fp_export.ENCODER_FILE, fp_export.DECODER_FILE)}
         exclude = _vq_search_nodes(Path(tmp) / fp_export.ENCODER_FILE) if architecture == "VisionPuzzleVAE" else []
         quantize_graph_int8(Path(tmp) / fp_export.ENCODER_FILE, out_dir / fp_export.ENCODER_FILE, "image", x,
                             method=method, percentile=percentile, exclude=exclude, activations=activations)
         quantize_graph_int8(Path(tmp) / fp_export.DECODER_FILE, out_dir / fp_export.DECODER_FILE, "z", z,
                             method=method, percentile=percentile, activations=activations)
+    save_quantized(quantize_(copy.deepcopy(model), Int8Config()), out_dir / INT8_STORAGE_FILE)
     onnx_bytes = {p: (out_dir / p).stat().st_size for p in fp32_bytes}
     extra = {
         "latent_dim": int(model.latent_dim),
+        "torch_weights": INT8_STORAGE_FILE, "torch_weights_format": "sage_ros.quantized",
         "quantization": {
             "scheme": "int8-qdq-static", "weights": "int8 per-output-channel symmetric",
             "activations": INT8_ACTIVATIONS[activations][2], "calibration_method": method,
@@ -278,7 +282,6 @@ def export_int4_bundle(model: nn.Module, out_dir, *, name: str, config: Int4Conf
         fp_export.export_onnx(float_model, tmp, precision="fp32")
         fp32_bytes = {p: (Path(tmp) / p).stat().st_size for p in (fp_export.ENCODER_FILE, fp_export.DECODER_FILE)}
     fp_export.export_onnx(qmodel, out_dir, precision="fp32")
-    fp_export.save_reference_weights(qmodel, out_dir)  # the graph's (dequantized) weights, for the torch backend
     linears = {n: m for n, m in qmodel.named_modules() if isinstance(m, nn.Linear)}
     in_graph = {}
     for part in (fp_export.ENCODER_FILE, fp_export.DECODER_FILE):

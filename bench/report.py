@@ -250,6 +250,21 @@ def profile_section(doc: dict) -> list[str]:
     return lines + [""]
 
 
+def int8_trained_section(doc: dict) -> list[str]:
+    if doc.get("error"):
+        return [f"### INT8 activation scheme on the trained model: {doc['error']}", ""]
+    lines = [f"### INT8 activation scheme on the trained model ({doc['fp32_bundle']}, {doc['test_images']} held-out "
+             "images)", ""]
+    rows = []
+    for label, speed in doc["speed"].items():
+        q = doc["quality"].get(label, {})
+        rows.append([label, _f(speed["median_ms"]), _f(speed["min_ms"]), _f(speed["speedup_vs_fp32"]),
+                     _f(speed["speedup_vs_fp32_min"]), _f(q.get("code_agreement"), 2), _f(q.get("mu_cosine"), 4),
+                     _f(q.get("psnr"), 2)])
+    return lines + _table(["encoder", "median ms", "min ms", "x fp32", "x fp32 (best of)", "code agreement %",
+                           "mu cosine", "PSNR dB"], rows)
+
+
 def targets_section(docs: dict) -> list[str]:
     """Each target of issue 6: met / missed, by how much."""
     lines = ["### Targets", ""]
@@ -285,6 +300,18 @@ def targets_section(docs: dict) -> list[str]:
                                 "not in bundle.json (seeded stand-in or metrics missing)"))
         if not (fp32 and int8s):
             lines.append("- VisionPuzzleVAE INT8 vs FP32: no INT8 puzzle bundle was present in this run -> NOT MEASURED")
+    trained = docs.get("int8_trained")
+    if trained and not trained.get("error"):
+        for label, speed in trained["speed"].items():
+            if label == "fp32":
+                continue
+            agreement = trained["quality"].get(label, {}).get("code_agreement")
+            ok_speed = speed["speedup_vs_fp32"] >= TARGETS["puzzle_int8_speedup"]
+            ok_codes = agreement is not None and agreement >= 100 * TARGETS["code_agreement"]
+            lines.append(f"- trained {trained['fp32_bundle']}, {label} (interleaved, ORT 1 thread): "
+                         f"{speed['speedup_vs_fp32']:.2f}x (best-of {speed['speedup_vs_fp32_min']:.2f}x) vs fp32, "
+                         f"code agreement {_f(agreement, 2)} % -> speed {'MET' if ok_speed else 'MISSED'}, "
+                         f"agreement {'MET' if ok_codes else 'MISSED'}")
     node = docs.get("node_level")
     if node:
         for a in node["summary"]["added_latency"]:
@@ -310,7 +337,7 @@ def targets_section(docs: dict) -> list[str]:
 
 
 def render(results: Path, command: str | None = None, timings: dict | None = None) -> str:
-    names = ("peak", "flops", "model_level", "node_level", "offline", "profile_node")
+    names = ("peak", "flops", "model_level", "node_level", "offline", "profile_node", "int8_trained")
     docs = {name: doc for name in names if (doc := _load(results, name))}
     if not docs:
         return "_no results yet: run `make bench`_\n"
@@ -321,6 +348,8 @@ def render(results: Path, command: str | None = None, timings: dict | None = Non
                           ("offline", offline_section), ("profile_node", profile_section)):
         if name in docs:
             lines += section(docs[name])
+    if "int8_trained" in docs:
+        lines += int8_trained_section(docs["int8_trained"])
     if "flops" in docs:
         lines += flops_section(docs["flops"], docs.get("model_level"))
     return "\n".join(lines)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import harness
 
-STEPS = ("peak", "flops", "model_level", "node_level", "offline", "profile_node")
+STEPS = ("peak", "flops", "model_level", "node_level", "offline", "profile_node", "int8_trained")
 
 
 def step_command(step: str, results: Path, quick: bool) -> list[str]:

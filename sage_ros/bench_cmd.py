@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-STEPS = ("peak", "flops", "model_level", "node_level", "offline", "profile_node")
+STEPS = ("peak", "flops", "model_level", "node_level", "offline", "profile_node", "int8_trained")
 
 
 def find_run_all(repo: str | None) -> Path:

@@ -38,7 +38,7 @@ JETSON = {
 }
 BYTES_PER_WEIGHT = {"fp32": 4.0, "fp16": 2.0, "int8": 1.0, "int4": 0.5}
 ACTIVATION_BYTES = {"fp32": 4, "fp16": 2, "int8": 1, "int4": 2}  # int4 is weight-only: fp16 activations on GPU
-MODELS = (("TinyVAE", 64), ("TinyVAE32", 64), ("VisionPuzzleVAE", 64), ("StandardVAE", 512))
+MODELS = (("TinyVAE", 64), ("TinyVAE", 8), ("TinyVAE32", 64), ("VisionPuzzleVAE", 64), ("StandardVAE", 512))
 
 
 def _leaf_io_bytes(model, fn, example) -> tuple[int, int, int]:

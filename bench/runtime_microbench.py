@@ -1,7 +1,7 @@
 """Micro-benchmarks of the runtime path on this machine: message conversion, JPEG decode (full vs reduced),
 pre-processing per crop mode, and encode latency per backend for a bundle.
 
-    python -m sage_ros.runtime.microbench [--bundle models/NAME] [--repeats 50]
+    python bench/runtime_microbench.py [--bundle models/NAME] [--repeats 50]
 
 Without --bundle, seeded untrained TinyVAE-64 and VisionPuzzleVAE bundles are exported to a temporary folder
 (needs torch; the numbers are speed only, not quality). Prints a Markdown table (median and p90 in ms).
@@ -15,8 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .image_codec import decode_compressed, encode_compressed, image_to_numpy, numpy_to_image
-from .preprocess import CROP_MODES, Preprocessor
+import harness  # noqa: F401  (puts the repository on sys.path)
+
+from sage_ros.runtime.image_codec import decode_compressed, encode_compressed, image_to_numpy, numpy_to_image
+from sage_ros.runtime.preprocess import CROP_MODES, Preprocessor
 
 
 def timed(fn, repeats: int) -> tuple[float, float]:
@@ -50,8 +52,8 @@ def frame_rows(repeats: int) -> list[tuple[str, float, float]]:
 
 
 def backend_rows(bundle_dirs: list[Path], repeats: int) -> list[tuple[str, float, float]]:
-    from .backends import BackendError, make_backend
-    from .bundle import load_bundle
+    from sage_ros.runtime.backends import BackendError, make_backend
+    from sage_ros.runtime.bundle import load_bundle
 
     rows = []
     for bundle_dir in bundle_dirs:

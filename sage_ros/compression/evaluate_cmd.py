@@ -151,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     progress = ProgressWriter(out, "evaluate")
-    try:
+    with progress.fail_on_error():
         model = load_float_model(args.model)
         images = load_images_from_args(args, model.image_size)
         variants_cfg = _torch_variants(args.group_size, args.int8_rounding, args.gptq)
@@ -204,8 +204,5 @@ def run(args: argparse.Namespace) -> int:
                              f"{type(model).__name__} L={model.latent_dim}, {args.data}/{args.split}")
         atomic_write_text(out / "report.md", evaluate_markdown(report))
         progress.finish()
-    except Exception as exc:
-        progress.fail(f"{type(exc).__name__}: {exc}")
-        raise
     print(f"report: {out / 'report.md'}")
     return 0

@@ -164,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     progress = ProgressWriter(args.progress_dir or out, "export", enabled=args.progress_dir is not None)
-    try:
+    with progress.fail_on_error():
         progress.update("loading", 0, 3, force=True)
         model = load_float_model(args.model)
         _clear_stale(out)
@@ -185,8 +185,5 @@ def run(args: argparse.Namespace) -> int:
             add_metrics(out, {"data": f"{args.data}/{args.split}", "runtime": "onnxruntime CPU (default options)",
                               "vs": "float torch model", **result})
         progress.finish()
-    except Exception as exc:
-        progress.fail(f"{type(exc).__name__}: {exc}")
-        raise
     print(f"bundle: {out}")
     return 0

@@ -6,10 +6,12 @@ No torch here so that a ROS node can read/poll progress cheaply.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
 from pathlib import Path
+from typing import Iterator
 
 from sage_ros.atomic import atomic_write_json
 
@@ -52,6 +54,15 @@ class ProgressWriter:
     def fail(self, error: str, phase: str = "failed") -> None:
         self.state.update(phase=phase, done=True, error=str(error))
         self._write(force=True)
+
+    @contextlib.contextmanager
+    def fail_on_error(self) -> Iterator[None]:
+        """Record any exception of the block as the job's error (phase "failed"), then let it propagate."""
+        try:
+            yield
+        except Exception as exc:
+            self.fail(f"{type(exc).__name__}: {exc}")
+            raise
 
     def _write(self, force: bool) -> None:
         if not self.enabled:

@@ -141,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     progress = ProgressWriter(out, "quantize")
-    try:
+    with progress.fail_on_error():
         progress.update("loading", 0, 3, force=True)
         model = load_float_model(args.model)
         config = make_config(args.scheme, args.rounding, args.group_size, args.conv_scheme)
@@ -169,9 +169,6 @@ def run(args: argparse.Namespace) -> int:
         atomic_write_json(out / "report.json", report)
         atomic_write_text(out / "report.md", quantize_markdown(report))
         progress.finish()
-    except Exception as exc:
-        progress.fail(f"{type(exc).__name__}: {exc}")
-        raise
     print(f"{qfile} ({report['bytes']['quantized']} B, {report['ratio_vs_fp32']:.2f}x smaller than fp32); "
           f"report: {out / 'report.md'}")
     return 0

@@ -80,7 +80,7 @@ def _msg(**fields):
     (dict(data=bytes(25)), "expected step"),
     (dict(height=0, data=b""), "zero-size"),
     (dict(width=0), "zero-size"),
-    (dict(encoding="rgb16"), "unsupported encoding"),
+    (dict(encoding="rgb32"), "unsupported encoding"),
     (dict(encoding=None), "unsupported encoding"),
     (dict(step=11, data=bytes(22)), "step 11"),
     (dict(encoding="yuv422", width=3, step=6, data=bytes(12)), "odd"),
@@ -123,7 +123,8 @@ def test_to_rgb8_matches_opencv_conversions():
     np.testing.assert_array_equal(to_rgb8(rgba[:, :, [2, 1, 0, 3]].copy(), "bgra8"), rgb)
     gray = rng.integers(0, 256, (6, 8), dtype=np.uint8)
     np.testing.assert_array_equal(to_rgb8(gray, "mono8"), np.dstack([gray] * 3))
-    np.testing.assert_array_equal(to_rgb8((gray.astype(np.uint16) << 8) | 0xFF, "mono16"), np.dstack([gray] * 3))
+    mono16 = (gray.astype(np.uint16) << 8) | 0xFF  # cv_bridge scales by 255/65535 (not the high byte)
+    np.testing.assert_array_equal(to_rgb8(mono16, "mono16"), np.dstack([cv2.convertScaleAbs(mono16, alpha=255 / 65535)] * 3))
     np.testing.assert_array_equal(to_rgb8(np.full((2, 2), 2.0, np.float32), "32FC1"), np.full((2, 2, 3), 255))
     # UYVY and YUY2 carry the same pixels with bytes in a different order.
     yuy2 = rng.integers(16, 235, (6, 8, 2), dtype=np.uint8)
@@ -187,7 +188,7 @@ def test_png_decodes_at_full_size_and_is_lossless(photo):
     ("jpeg", b"not an image at all", "neither JPEG nor PNG"),
     ("16UC1; compressedDepth", b"\x89PNG\r\n\x1a\n" + bytes(20), "compressedDepth"),
     ("tiff", None, "unsupported compressed format"),
-    ("jpeg", "truncated", "could not be decoded"),
+    ("jpeg", "truncated", "unreadable|could not be decoded|corrupt"),
 ])
 def test_bad_compressed_messages(photo, fmt, data, message):
     jpg = encode_compressed(photo[:32, :32])

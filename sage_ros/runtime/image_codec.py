@@ -7,8 +7,17 @@ for rclpy messages (data is array.array), rosbags messages (data is np.ndarray) 
   machine's); step padding is skipped with a strided view. 1-channel encodings give H x W, others H x W x C;
   yuv422 (UYVY) / yuv422_yuy2 give the raw H x W x 2 bytes (to_rgb8 converts them).
 - numpy_to_image: fills msg.data from an array.array (one memcpy), never a Python list (39 ms per VGA frame).
-- decode_compressed: jpeg/png -> RGB uint8, with libjpeg's reduced-resolution decoding (IMREAD_REDUCED_COLOR_2/4/8)
-  when `min_size` says the consumer needs far fewer pixels than the frame has.
+- to_rgb8: cv_bridge's `toCvCopy(msg, "rgb8")` pixel for pixel for every encoding cv_bridge converts to rgb8
+  (its conversion table in cv_bridge.cpp: colour conversion first, then a depth change by convertTo with scale
+  255/65535, which rounds half to even); see to_rgb8 for the encodings cv_bridge refuses and what we do instead.
+- check_image / check_compressed: cheap checks on the message fields and the PNG/JPEG header only (no pixel
+  decoded), so a node can refuse a malformed or oversized frame in its subscription callback.
+- decode_compressed: jpeg/png -> RGB uint8, with libjpeg's reduced-resolution decoding (1/2, 1/4, 1/8) when
+  `min_size` says the consumer needs far fewer pixels than the frame has; the header's size is checked against
+  `max_pixels` before anything is decoded (decompression bombs). JPEGs decode through simplejpeg (libjpeg-turbo)
+  in strict mode, which turns libjpeg's "Corrupt JPEG data" warnings into errors; cv2.imdecode would return a
+  picture for them. JPEG has no checksum, so corruption libjpeg cannot see (a flipped bit that still decodes)
+  stays undetectable. EXIF orientation is ignored, as cv_bridge (IMREAD_UNCHANGED) ignores it.
 - Every malformed message raises ImageConversionError (a ValueError) with the reason; nodes count them.
 """
 from __future__ import annotations
@@ -20,6 +29,12 @@ from typing import Any
 
 import cv2
 import numpy as np
+
+try:  # strict JPEG decoding (libjpeg-turbo warnings as errors); optional, OpenCV is the fallback
+    import simplejpeg as _simplejpeg
+except ImportError:  # pragma: no cover - requirements.txt installs it
+    _simplejpeg = None
+_SIMPLEJPEG_COLORSPACES = ("Gray", "YCbCr", "RGB")  # what libjpeg-turbo can turn into RGB
 
 
 class ImageConversionError(ValueError):
@@ -33,6 +48,10 @@ ENCODINGS: dict[str, tuple[np.dtype, int]] = {
     "mono8": (np.dtype(np.uint8), 1), "8UC1": (np.dtype(np.uint8), 1),
     "8UC3": (np.dtype(np.uint8), 3), "8UC4": (np.dtype(np.uint8), 4),
     "mono16": (np.dtype(np.uint16), 1), "16UC1": (np.dtype(np.uint16), 1),
+    "rgb16": (np.dtype(np.uint16), 3), "bgr16": (np.dtype(np.uint16), 3),
+    "rgba16": (np.dtype(np.uint16), 4), "bgra16": (np.dtype(np.uint16), 4),
+    **{f"bayer_{p}8": (np.dtype(np.uint8), 1) for p in ("rggb", "bggr", "gbrg", "grbg")},
+    **{f"bayer_{p}16": (np.dtype(np.uint16), 1) for p in ("rggb", "bggr", "gbrg", "grbg")},
     "32FC1": (np.dtype(np.float32), 1),
     "yuv422": (np.dtype(np.uint8), 2), "uyvy": (np.dtype(np.uint8), 2),
     "yuv422_yuy2": (np.dtype(np.uint8), 2), "yuyv": (np.dtype(np.uint8), 2),
@@ -40,6 +59,21 @@ ENCODINGS: dict[str, tuple[np.dtype, int]] = {
 YUV_ENCODINGS = {"yuv422": cv2.COLOR_YUV2RGB_UYVY, "uyvy": cv2.COLOR_YUV2RGB_UYVY,
                  "yuv422_yuy2": cv2.COLOR_YUV2RGB_YUY2, "yuyv": cv2.COLOR_YUV2RGB_YUY2}
 FLOAT_ENCODINGS = {"32FC1"}
+# cv_bridge.cpp getConversionCodes(): the OpenCV code for <encoding> -> RGB. Bayer names follow OpenCV's own
+# (shifted) pattern naming, so bayer_rggb is COLOR_BayerBG2RGB, exactly as cv_bridge maps them.
+_TO_RGB = {
+    "bgr8": cv2.COLOR_BGR2RGB, "bgr16": cv2.COLOR_BGR2RGB, "rgba8": cv2.COLOR_RGBA2RGB,
+    "rgba16": cv2.COLOR_RGBA2RGB, "bgra8": cv2.COLOR_BGRA2RGB, "bgra16": cv2.COLOR_BGRA2RGB,
+    "mono8": cv2.COLOR_GRAY2RGB, "mono16": cv2.COLOR_GRAY2RGB,
+    **{f"bayer_{p}{d}": code for p, code in (("rggb", cv2.COLOR_BayerBG2RGB), ("bggr", cv2.COLOR_BayerRG2RGB),
+                                            ("gbrg", cv2.COLOR_BayerGR2RGB), ("grbg", cv2.COLOR_BayerGB2RGB))
+       for d in (8, 16)},
+}
+# Encodings cv_bridge's toCvCopy(.., "rgb8") refuses (no colour information); treated as cv_bridge's
+# cvtColorForDisplay treats them: 8UC1 as mono8, 16UC1 as mono16, 32FC1 as intensity with min 0 / max 1
+# (convertTo(CV_8U, 255): clipped, rounded half to even). 8UC3 / 8UC4 are taken as rgb8 / rgba8 (our choice).
+_ALIASES = {"8UC1": "mono8", "8UC3": "rgb8", "8UC4": "rgba8", "16UC1": "mono16"}
+_SCALE_16_TO_8 = np.float32(255.0 / 65535.0)  # OpenCV's convertTo computes 16U -> 8U in float32
 _NATIVE_BIG_ENDIAN = sys.byteorder == "big"
 
 
@@ -173,29 +207,27 @@ def _to_message_bytes(payload: np.ndarray, current: Any) -> Any:
 def to_rgb8(image: np.ndarray, encoding: str) -> np.ndarray:
     """Any supported encoding's array (as image_to_numpy returns it) -> H x W x 3 uint8 RGB for the model path.
 
-    mono16/16UC1 keep the high byte; 32FC1 is taken as intensity in [0, 1] (clipped) and NaN/inf raise.
-    rgb8 input is returned as is (no copy).
+    The pixels are cv_bridge's `toCvCopy(msg, "rgb8")`: the colour conversion of cv_bridge's table at the source
+    depth (Bayer demosaicing included), then 16-bit -> 8-bit by convertTo with scale 255/65535 (rounded half to
+    even, as cv::saturate_cast rounds). 8UC1/16UC1/32FC1/8UC3/8UC4 follow _ALIASES (cv_bridge's toCvCopy refuses
+    them); NaN/inf in 32FC1 raise. rgb8 input is returned as is (no copy).
     """
     _lookup(encoding)
-    if encoding in ("rgb8", "8UC3"):
+    encoding = _ALIASES.get(encoding, encoding)
+    if encoding == "rgb8":
         return image
-    if encoding == "bgr8":
-        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-    if encoding in ("rgba8", "8UC4"):
-        return cv2.cvtColor(image, cv2.COLOR_RGBA2RGB)
-    if encoding == "bgra8":
-        return cv2.cvtColor(image, cv2.COLOR_BGRA2RGB)
     if encoding in YUV_ENCODINGS:
         return cv2.cvtColor(np.ascontiguousarray(image), YUV_ENCODINGS[encoding])
-    if encoding in ("mono8", "8UC1"):
-        gray = image
-    elif encoding in ("mono16", "16UC1"):
-        gray = (image >> 8).astype(np.uint8)
-    else:  # 32FC1
+    if encoding == "32FC1":
         if not np.isfinite(image).all():
             raise ImageConversionError(f"{encoding} image holds NaN or inf")
-        gray = (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-    return cv2.cvtColor(np.ascontiguousarray(gray), cv2.COLOR_GRAY2RGB)
+        gray = np.rint(np.clip(image, 0.0, 1.0) * np.float32(255.0)).astype(np.uint8)
+        return cv2.cvtColor(np.ascontiguousarray(gray), cv2.COLOR_GRAY2RGB)
+    code = _TO_RGB.get(encoding)
+    rgb = image if code is None else cv2.cvtColor(np.ascontiguousarray(image), code)  # rgb16: depth change only
+    if rgb.dtype == np.uint16:
+        rgb = np.rint(rgb.astype(np.float32) * _SCALE_16_TO_8).astype(np.uint8)
+    return rgb
 
 
 def image_msg_to_rgb8(msg: Any) -> np.ndarray:
@@ -259,23 +291,113 @@ def reduction_factor(frame_size: tuple[int, int], min_size: int | tuple[int, int
     return 1
 
 
-def decode_compressed(msg: Any, min_size: int | tuple[int, int] | None = None) -> np.ndarray:
-    """sensor_msgs/CompressedImage (jpeg/png) -> H x W x 3 uint8 RGB.
+# Default most pixels a frame may declare (sensor_msgs width x height, or a PNG/JPEG header): 4096 x 4096, i.e.
+# every common camera up to 16 MP (4K UHD 8.3 MP, 12 MP machine-vision sensors) passes, while a full-size
+# decode of the largest accepted frame stays at 48 MiB of RGB. The encoder node's `max_input_pixels` sets it.
+DEFAULT_MAX_PIXELS = 4096 * 4096
 
-    min_size (pixels, int or (h, w)): the smallest frame the consumer needs, e.g. the crop the model takes.
-    JPEGs are then decoded at 1/2, 1/4 or 1/8 scale inside libjpeg (IDCT scaling, several times faster) when the
-    reduced frame still covers min_size. PNGs always decode at full size (OpenCV would decode fully and resize).
-    """
+
+def _check_pixels(height: int, width: int, max_pixels: int | None, what: str) -> None:
+    if height <= 0 or width <= 0:
+        raise ImageConversionError(f"{what} declares a zero size ({width}x{height})")
+    if max_pixels is not None and height * width > max_pixels:
+        raise ImageConversionError(f"{what} declares {width}x{height} = {height * width} pixels, more than "
+                                   f"max_input_pixels = {max_pixels}; refused before decoding")
+
+
+def png_size(data: np.ndarray) -> tuple[int, int] | None:
+    """(height, width) from a PNG's IHDR chunk (which the PNG spec puts first), or None."""
+    if data.size < 24 or bytes(data[12:16]) != b"IHDR":
+        return None
+    header = bytes(data[16:24])
+    return int.from_bytes(header[4:8], "big"), int.from_bytes(header[0:4], "big")
+
+
+def compressed_size(data: np.ndarray, kind: str) -> tuple[int, int]:
+    """(height, width) a PNG/JPEG declares in its header; ImageConversionError when there is no usable header."""
+    if kind == "jpeg" and _simplejpeg is not None:  # libjpeg's own header reader: the decoder sees the same size
+        try:
+            height, width = _simplejpeg.decode_jpeg_header(data)[:2]
+        except ValueError as err:
+            raise ImageConversionError(f"jpeg header ({data.size} bytes) unreadable: {err}") from None
+        return int(height), int(width)
+    size = png_size(data) if kind == "png" else jpeg_size(data)
+    if size is None:
+        raise ImageConversionError(f"{kind} data ({data.size} bytes) has no readable "
+                                   f"{'IHDR' if kind == 'png' else 'SOF'} header")
+    return size
+
+
+def check_image(msg: Any, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> None:
+    """Cheap validation of a sensor_msgs/Image (fields and data length only, no pixel touched): exactly the checks
+    image_to_numpy makes, plus the size limit. Raises ImageConversionError."""
+    try:
+        height, width, step = int(msg.height), int(msg.width), int(msg.step)
+    except (TypeError, ValueError, AttributeError) as err:
+        raise ImageConversionError(f"image fields unusable: {err}") from None
+    encoding = msg.encoding
+    dtype, channels = _lookup(encoding)
+    _check_pixels(height, width, max_pixels, f"{encoding} image")
+    if encoding in YUV_ENCODINGS and width % 2:
+        raise ImageConversionError(f"{encoding} packs two pixels per 4 bytes; width {width} is odd")
+    if step < width * channels * dtype.itemsize:
+        raise ImageConversionError(f"step {step} < width*bytes_per_pixel = {width}*{channels * dtype.itemsize}")
+    size = len(msg.data) if not isinstance(msg.data, np.ndarray) else msg.data.nbytes
+    if size != step * height:
+        raise ImageConversionError(f"data has {size} bytes, expected step*height = {step}*{height} = "
+                                   f"{step * height} ({width}x{height} {encoding})")
+
+
+def check_compressed(msg: Any, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[str, tuple[int, int]]:
+    """Cheap validation of a sensor_msgs/CompressedImage from its magic bytes and header (nothing decoded):
+    returns (kind, (height, width)); raises ImageConversionError for unknown formats, unreadable headers, zero
+    or oversized declared sizes."""
     data = _as_uint8_buffer(msg.data)
     if data.size == 0:
         raise ImageConversionError("compressed image has no data")
     kind = compressed_kind(data, getattr(msg, "format", ""))
-    flag = cv2.IMREAD_COLOR
-    if kind == "jpeg" and min_size is not None:
-        size = jpeg_size(data)
-        factor = 1 if size is None else reduction_factor(size, min_size)
-        flag = dict(_REDUCED_FLAGS).get(factor, cv2.IMREAD_COLOR)
-    bgr = cv2.imdecode(data, flag)
+    size = compressed_size(data, kind)
+    _check_pixels(*size, max_pixels, kind)
+    return kind, size
+
+
+def _jpeg_colorspace(data: np.ndarray) -> str | None:
+    if _simplejpeg is None:
+        return None
+    try:
+        return _simplejpeg.decode_jpeg_header(data)[2]
+    except ValueError as err:
+        raise ImageConversionError(f"jpeg header: {err}") from None
+
+
+def decode_compressed(msg: Any, min_size: int | tuple[int, int] | None = None,
+                      max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """sensor_msgs/CompressedImage (jpeg/png) -> H x W x 3 uint8 RGB.
+
+    The declared size is checked first (check_compressed: zero or more than `max_pixels` pixels raise before any
+    decoding). min_size (pixels, int or (h, w)): the smallest frame the consumer needs, e.g. the crop the model
+    takes. JPEGs are then decoded at 1/2, 1/4 or 1/8 scale inside libjpeg (IDCT scaling, several times faster)
+    when the reduced frame still covers min_size. PNGs always decode at full size (OpenCV would decode fully and
+    resize). JPEG decoding is strict (simplejpeg): libjpeg's corrupt-data warnings raise. EXIF orientation is
+    ignored (cv_bridge decodes with IMREAD_UNCHANGED, which ignores it).
+    """
+    kind, size = check_compressed(msg, max_pixels)
+    data = _as_uint8_buffer(msg.data)
+    factor = reduction_factor(size, min_size) if kind == "jpeg" else 1
+    if kind == "jpeg" and _jpeg_colorspace(data) in _SIMPLEJPEG_COLORSPACES:
+        height, width = size
+        try:  # strict=True: "Corrupt JPEG data: ..." warnings raise ValueError instead of yielding a picture
+            return _simplejpeg.decode_jpeg(data, colorspace="RGB", strict=True, min_factor=factor,
+                                           min_height=-(-height // factor), min_width=-(-width // factor))
+        except ValueError as err:
+            raise ImageConversionError(f"jpeg data ({data.size} bytes) is corrupt: {err}") from None
+    # PNG, CMYK/YCCK JPEGs (libjpeg-turbo cannot give RGB for them) and machines without simplejpeg: OpenCV,
+    # which decodes what it can of a corrupt JPEG without saying so.
+    flag = dict(_REDUCED_FLAGS).get(factor, cv2.IMREAD_COLOR) | cv2.IMREAD_IGNORE_ORIENTATION
+    try:
+        bgr = cv2.imdecode(data, flag)
+    except cv2.error as err:
+        raise ImageConversionError(f"{kind} data ({data.size} bytes) could not be decoded: {err}") from None
     if bgr is None or bgr.size == 0:
         raise ImageConversionError(f"{kind} data ({data.size} bytes) could not be decoded")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)

@@ -33,10 +33,12 @@ def setup(tmp_path_factory):
     return root, tiny, puzzle, frames, stamps
 
 
-def read_rosbags(bag):
+def read_rosbags(bag, info=False):
+    """(topic, bag time, message) of the latents (or, with info=True, of the <topic>/info messages)."""
     store = typestore()
     with closing(open_reader(bag)) as reader:
-        return [(c.topic, t, store.deserialize_cdr(d, c.msgtype)) for c, t, d in reader.messages()]
+        return [(c.topic, t, store.deserialize_cdr(d, c.msgtype)) for c, t, d in reader.messages()
+                if c.topic.endswith("/info") == info]
 
 
 def test_latents_match_the_torch_model_frame_by_frame_with_source_headers(setup, tmp_path):
@@ -60,11 +62,34 @@ def test_latents_match_the_torch_model_frame_by_frame_with_source_headers(setup,
     np.testing.assert_allclose(np.stack([g["logvar"] for g in got]), logvar.numpy(), atol=1e-4)
 
     # a second, independent implementation reads the same bag (schemas embedded by rosbags)
-    decoded = list(read_ros2_messages(next((tmp_path / "out").glob("*.mcap"))))
+    decoded = list(read_ros2_messages(next((tmp_path / "out").glob("*.mcap")), topics=["/camera/latent"]))
     assert len(decoded) == FRAMES
     last = decoded[-1].ros_msg
     assert (last.encoding, last.height, last.width, last.header.frame_id) == ("32FC1", 2, 8, "camera_optical_frame")
     np.testing.assert_array_equal(np.frombuffer(bytes(last.data), "<f4").reshape(2, 8)[0], got[-1]["mu"])
+
+
+def test_the_bag_says_which_model_made_its_latents(setup, tmp_path):
+    """One latched <topic>/info at the bag's start (before every latent), naming the bundle by its checksums."""
+    import json
+
+    from sage_ros.runtime.bundle import load_bundle
+    from sage_ros.runtime.latent_info import LatentInfo
+
+    root = setup[0]
+    encode_bag(root / "in", tmp_path / "out", root / "tiny", crop="center")
+    infos, latents = read_rosbags(tmp_path / "out", info=True), read_rosbags(tmp_path / "out")
+    assert [topic for topic, _, _ in infos] == ["/camera/latent/info"]
+    assert infos[0][1] <= min(t for _, t, _ in latents)
+    info = LatentInfo.parse(infos[0][2].data)
+    bundle = load_bundle(root / "tiny")
+    assert (info.model, info["latent_dim"], info["input"]["crop_mode"]) == ("tiny", 8, "center")
+    assert (info["encoder_sha256"], info["decoder_sha256"]) == (bundle.meta["files"]["encoder.onnx"],
+                                                                bundle.meta["files"]["decoder.onnx"])
+    assert json.loads(infos[0][2].data)["format_version"] == 1
+    with closing(open_reader(tmp_path / "out")) as reader:
+        qos = next(c for c in reader.connections if c.topic.endswith("/info")).ext.offered_qos_profiles[0]
+    assert (qos.reliability.name, qos.durability.name, qos.depth) == ("RELIABLE", "TRANSIENT_LOCAL", 1)
 
 
 def test_batch_size_does_not_change_results(setup, tmp_path):

@@ -90,6 +90,8 @@ def encode_offline(bundle, tmp_path_factory, topic: str) -> dict:
     reader = open_reader(out)
     try:
         for conn, _, data in reader.messages():
+            if conn.topic.endswith("/info"):  # the model's identity (std_msgs/String), not a latent
+                continue
             msg = store.deserialize_cdr(data, conn.msgtype)
             outputs = image_to_output(msg)
             stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec

@@ -4,7 +4,9 @@ No DDS and no rclpy: frames are read with rosbags, pre-processed and encoded in 
 (sage_ros.runtime), and written as the same sensor_msgs/Image the encoder node publishes (shared helper
 sage_ros.runtime.messages): 32FC1 2 x L latents or mono8 30 x 30 puzzles, with the source frame's header. Each
 output message keeps its source frame's bag timestamp, so the two bags line up. Output: a new mcap bag, readable
-by rosbags and by the mcap library's ROS 2 reader.
+by rosbags and by the mcap library's ROS 2 reader. Beside the output topic, `<out-topic>/info` holds the model's
+identity (runtime/latent_info.py; one std_msgs/String at the bag's start, offered reliable + transient-local as the
+node latches it), so the bag says which model made its latents and `bag play` latches it again.
 """
 from __future__ import annotations
 
@@ -22,10 +24,12 @@ from sage_ros.ros.encoding import decode_min_size, encode_frames, frame_from_mes
 from sage_ros.runtime.backends.base import BackendError
 from sage_ros.runtime.bundle import BundleError, load_bundle
 from sage_ros.runtime.image_codec import ImageConversionError, ImageFields
+from sage_ros.runtime.latent_info import info_json, model_info
 from sage_ros.runtime.messages import output_to_image, output_topic_kind
 from sage_ros.runtime.preprocess import CROP_MODES, Preprocessor
 
 IMAGE = "sensor_msgs/msg/Image"
+STRING = "std_msgs/msg/String"
 COMPRESSED = "sensor_msgs/msg/CompressedImage"
 
 
@@ -98,6 +102,7 @@ class BagEncoder:
         self.frames = FrameReader(self.connections[0].msgtype, decode_min_size(self.bundle, crop))
         self.store = self.frames.store
         self.batch = batch
+        self.crop = crop
         in_topic = self.connections[0].topic
         out_topic = out_topic or default_output_topic(in_topic, output_topic_kind(self.bundle.encoder_outputs))
         self.summary = EncodeSummary(in_topic, out_topic, backend=self.backend.name)
@@ -110,6 +115,7 @@ class BagEncoder:
             # reliable, depth 10: the QoS the encoder node offers on latent / puzzle topics
             connection = writer.add_connection(self.summary.out_topic, IMAGE, typestore=self.store,
                                                offered_qos_profiles=[bag_qos(reliable=True, depth=10)])
+            self._write_info(writer)
             pending = []  # (bag timestamp, header, frame)
             for _, stamp_ns, data in self.reader.messages(connections=self.connections):
                 try:
@@ -122,6 +128,13 @@ class BagEncoder:
             self._flush(pending, writer, connection, bar)
         self.summary.wall_s = time.monotonic() - start
         return self.summary
+
+    def _write_info(self, writer) -> None:
+        """`<out_topic>/info` once, at the bag's first timestamp: before every latent, as the node publishes it."""
+        info = writer.add_connection(self.summary.out_topic + "/info", STRING, typestore=self.store,
+                                     offered_qos_profiles=[bag_qos(reliable=True, depth=1, transient_local=True)])
+        text = info_json(model_info(self.bundle, self.crop))
+        writer.write(info, self.reader.start_time, self.store.serialize_cdr(self.store.types[STRING](data=text), STRING))
 
     def _flush(self, pending: list, writer, connection, bar) -> None:
         if not pending:

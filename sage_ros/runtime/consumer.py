@@ -1,0 +1,234 @@
+"""The subscriber's side of `latent` / `puzzle`: no rclpy, no torch (numpy, onnxruntime through runtime backends).
+
+    info = LatentInfo.parse(info_msg.data)                    # the latched <output>/info
+    latent = latent_from_message(msg, info)                   # -> Latent: .mu, .logvar (float32 L) or .codes (uint8)
+    decoder = LatentDecoder(info)                             # finds the bundle by checksum among installed ones
+    image = decoder.decode(latent)                            # H x W x 3 uint8 RGB at the model's input size
+    pairs = StampPairer(); pairs.add_frame(stamp, frame); pairs.add_latent(stamp, latent)  # -> (frame, latent)
+
+Messages are duck-typed (rclpy, rosbags or plain objects with the sensor_msgs/Image fields). Everything that does
+not fit the info raises InfoMismatch with the reason, so a node can count and report it.
+"""
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from .bundle import BUNDLE_FILE, Bundle, BundleError, load_bundle
+from .image_codec import ImageConversionError, image_to_numpy
+from .latent_info import InfoError, LatentInfo
+
+__all__ = ["InfoError", "InfoMismatch", "BundleNotFound", "Latent", "LatentInfo", "LatentDecoder", "StampPairer",
+           "latent_from_message", "find_bundle", "shipped_model_dirs", "stamp_ns", "to_rgb8"]
+
+
+class InfoMismatch(ValueError):
+    """A latent / puzzle message that does not fit its info (encoding, shape, size, values)."""
+
+
+class BundleNotFound(LookupError):
+    """No installed bundle has the info's checksums (nor, when allowed, its name)."""
+
+
+@dataclass(frozen=True)
+class Latent:
+    """One message's content: mu + logvar (float32, shape (L,)) for `latent`, codes (uint8 grid) for `puzzle`."""
+    mu: np.ndarray | None = None
+    logvar: np.ndarray | None = None
+    codes: np.ndarray | None = None
+
+    @property
+    def z(self) -> np.ndarray:
+        """What the decoder takes: the codes, or mu (in eval every model decodes z = mu)."""
+        return self.codes if self.codes is not None else self.mu
+
+
+def stamp_ns(header: Any) -> int:
+    """header.stamp -> integer nanoseconds (the key latents and their source frames share)."""
+    return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
+
+
+def latent_from_message(msg: Any, info: LatentInfo) -> Latent:
+    """A `latent` / `puzzle` sensor_msgs/Image -> Latent (copies), checked against `info`; InfoMismatch if not."""
+    if msg.encoding != info.encoding:
+        raise InfoMismatch(f"message encoding {msg.encoding!r} but info ({info.model}) says {info.encoding!r}")
+    if (int(msg.height), int(msg.width)) != info.shape:
+        raise InfoMismatch(f"message is {msg.height} x {msg.width} but info ({info.model}) says "
+                           f"{info.shape[0]} x {info.shape[1]}")
+    try:
+        array = image_to_numpy(msg, check_finite=not info.is_puzzle)
+    except ImageConversionError as err:
+        raise InfoMismatch(f"malformed {info.kind} message: {err}") from None
+    if info.is_puzzle:
+        codes = np.array(array, dtype=np.uint8)
+        if codes.size and int(codes.max()) >= info["codes"]:
+            raise InfoMismatch(f"code {int(codes.max())} outside 0..{info['codes'] - 1} of {info.model}")
+        return Latent(codes=codes)
+    return Latent(mu=np.array(array[0], dtype=np.float32), logvar=np.array(array[1], dtype=np.float32))
+
+
+def to_rgb8(images_nchw: np.ndarray, input_range: tuple[float, float]) -> np.ndarray:
+    """Decoder output N x 3 x H x W in [lo, hi] -> N x H x W x 3 uint8 (clipped, rounded half up)."""
+    lo, hi = input_range
+    scaled = (np.asarray(images_nchw, np.float32) - lo) * (255.0 / (hi - lo))
+    return np.ascontiguousarray(np.clip(scaled + 0.5, 0, 255).astype(np.uint8).transpose(0, 2, 3, 1))
+
+
+def shipped_model_dirs() -> list[Path]:
+    """Where installed bundles live: share/sage_ros/models of a sourced ROS install (ament index), then the source
+    checkout's models/ (a `pip install -e .` or a run from the repository)."""
+    dirs = []
+    try:
+        from ament_index_python.packages import get_package_share_directory
+        dirs.append(Path(get_package_share_directory("sage_ros")) / "models")
+    except (ImportError, LookupError, OSError, ValueError):
+        pass  # no ament index (AMENT_PREFIX_PATH unset: a venv, not a sourced ROS install) or not installed there
+    dirs.append(Path(__file__).resolve().parents[2] / "models")
+    return dirs
+
+
+def _candidates(dirs: Iterable[Path]) -> Iterable[tuple[Path, dict]]:
+    """(bundle directory, its bundle.json) for every readable bundle directly under each of `dirs`."""
+    seen = set()
+    for directory in dirs:
+        directory = Path(directory).expanduser()
+        if not directory.is_dir():
+            continue
+        for meta_path in sorted(directory.glob(f"*/{BUNDLE_FILE}")):
+            key = meta_path.resolve()
+            if key in seen:
+                continue
+            seen.add(key)
+            try:
+                meta = json.loads(meta_path.read_text())
+            except (OSError, UnicodeDecodeError, ValueError):
+                continue  # not a bundle we can read: load_bundle would say why, but it is not the one asked for
+            if isinstance(meta, dict) and isinstance(meta.get("files"), dict):
+                yield meta_path.parent, meta
+
+
+def find_bundle(info: LatentInfo, dirs: Sequence[Path] | None = None, *,
+                allow_name: bool = True) -> tuple[Bundle, str]:
+    """The installed bundle that decodes `info`'s latents, and how it was found.
+
+    Order: a bundle whose encoder.onnx and decoder.onnx both have the info's sha256 ("checksum"); else one whose
+    decoder.onnx has it ("decoder checksum": same decoder, re-exported encoder); else, with allow_name, one with the
+    info's model name ("name": its decoder differs from the robot's, so images may differ). The bundle is loaded
+    and verified (load_bundle). BundleNotFound names what was searched.
+    """
+    dirs = list(dirs) if dirs is not None else shipped_model_dirs()
+    candidates = list(_candidates(dirs))
+    model, encoder_sha, decoder_sha = info.identity
+
+    def sha(meta: dict, role: str) -> str | None:
+        name = meta.get(role, {}).get("file", f"{role}.onnx") if isinstance(meta.get(role), dict) else f"{role}.onnx"
+        return meta["files"].get(name)
+
+    tiers = [("checksum", lambda m: sha(m, "encoder") == encoder_sha and sha(m, "decoder") == decoder_sha),
+             ("decoder checksum", lambda m: sha(m, "decoder") == decoder_sha)]
+    if allow_name:
+        tiers.append(("name", lambda m: m.get("name") == model))
+    errors = []
+    for how, matches in tiers:
+        for path, meta in candidates:
+            if matches(meta):
+                try:
+                    return load_bundle(path), how
+                except BundleError as err:  # corrupt copy: try the next one, report if none works
+                    errors.append(str(err))
+    searched = ", ".join(str(d) for d in dirs) or "(no directories)"
+    detail = f"; unusable matches: {'; '.join(errors)}" if errors else ""
+    raise BundleNotFound(f"no bundle for {info.summary()} (encoder sha256 {encoder_sha[:12]}...) among "
+                         f"{len(candidates)} bundles in {searched}{detail}")
+
+
+class LatentDecoder:
+    """Decodes latents of one info with its bundle's decoder.onnx through a runtime backend (onnxruntime default).
+
+    `bundle` skips the search (a directory or Bundle); else find_bundle(info, dirs). `matched_by` says how.
+    """
+
+    def __init__(self, info: LatentInfo, dirs: Sequence[Path] | None = None, *, bundle=None,
+                 backend: str = "onnxruntime", device: str = "cpu", allow_name: bool = True, **options):
+        from .backends import make_backend  # here: parsing messages must not need onnxruntime
+
+        self.info = info
+        if bundle is None:
+            self.bundle, self.matched_by = find_bundle(info, dirs, allow_name=allow_name)
+        else:
+            self.bundle, self.matched_by = (bundle if isinstance(bundle, Bundle) else load_bundle(bundle)), "given"
+        if self.bundle.is_vq != info.is_puzzle or tuple(self.bundle.latent_shape) != (
+                tuple(info["grid"]) if info.is_puzzle else (info["latent_dim"],)):
+            raise InfoMismatch(f"bundle {self.bundle.name} (latent shape {list(self.bundle.latent_shape)}) cannot "
+                               f"decode {info.summary()}")
+        self.backend = make_backend(self.bundle, backend, device, **options)
+
+    def decode(self, latents: Latent | Sequence[Latent]) -> np.ndarray:
+        """One Latent -> H x W x 3 uint8; a sequence -> N x H x W x 3 (one batched decoder call)."""
+        single = isinstance(latents, Latent)
+        batch = [latents] if single else list(latents)
+        z = np.stack([latent.z for latent in batch])
+        images = to_rgb8(self.backend.decode(z.astype(np.int64) if self.info.is_puzzle else z),
+                         self.bundle.input_range)
+        return images[0] if single else images
+
+    def decode_message(self, msg: Any) -> np.ndarray:
+        return self.decode(latent_from_message(msg, self.info))
+
+    def describe(self) -> dict[str, str]:
+        described = self.backend.describe()
+        return {"model": self.bundle.name, "bundle": str(self.bundle.path), "matched_by": self.matched_by,
+                "backend": str(described.get("backend")), "device": str(described.get("device"))}
+
+    def close(self) -> None:
+        self.backend.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class StampPairer:
+    """Pairs latents with their source frames by header stamp (exact match), holding at most `capacity` unpaired
+    items per side (oldest evicted first, counted in `evicted`). Add from either side in any order; the call that
+    completes a pair returns (frame, latent) and forgets both."""
+
+    def __init__(self, capacity: int = 30):
+        if capacity < 1:
+            raise ValueError(f"capacity must be >= 1, got {capacity}")
+        self.capacity = capacity
+        self._frames: OrderedDict[Any, Any] = OrderedDict()
+        self._latents: OrderedDict[Any, Any] = OrderedDict()
+        self.evicted = {"frames": 0, "latents": 0}
+
+    def add_frame(self, stamp: Any, frame: Any) -> tuple[Any, Any] | None:
+        latent = self._latents.pop(stamp, None)
+        if latent is not None:
+            return frame, latent
+        self._put(self._frames, stamp, frame, "frames")
+        return None
+
+    def add_latent(self, stamp: Any, latent: Any) -> tuple[Any, Any] | None:
+        frame = self._frames.pop(stamp, None)
+        if frame is not None:
+            return frame, latent
+        self._put(self._latents, stamp, latent, "latents")
+        return None
+
+    def _put(self, side: OrderedDict, stamp: Any, item: Any, name: str) -> None:
+        side[stamp] = item
+        side.move_to_end(stamp)
+        while len(side) > self.capacity:
+            side.popitem(last=False)
+            self.evicted[name] += 1
+
+    def pending(self) -> tuple[int, int]:
+        """(unpaired frames, unpaired latents) held now."""
+        return len(self._frames), len(self._latents)

@@ -191,3 +191,34 @@ def test_sage_ros_export_command_writes_a_verified_bundle(tmp_path, capsys):
     bundle = load_bundle(tmp_path / "b")
     assert bundle.name == "b" and bundle.precision == "fp16" and bundle.meta["metrics"] == {"psnr": 21.5}
     assert bundle.meta["created_by"].startswith("sage-ros ")
+
+
+@pytest.mark.parametrize("key", ["encoder", "decoder"])
+def test_graph_file_outside_the_bundle_is_refused(tiny, tmp_path, key):
+    """Issue #11 finding 3: `encoder.file` naming a graph outside the bundle loaded a graph no checksum covers."""
+    outside = tmp_path / "x"
+    outside.mkdir()
+    shutil.copy(tiny / f"{key}.onnx", outside / f"{key}.onnx")
+    for value in (f"../x/{key}.onnx", str(outside / f"{key}.onnx"), "..", f"./{key}.onnx"):
+        _edit_meta(tiny, **{key: {"file": value}})
+        with pytest.raises(BundleError, match="must not contain a directory"):
+            load_bundle(tiny)
+
+
+def test_symlink_leading_out_of_the_bundle_is_refused_even_with_a_matching_checksum(tiny, tmp_path):
+    outside = tmp_path / "elsewhere.onnx"
+    shutil.copy(tiny / "encoder.onnx", outside)  # same bytes: the recorded sha256 matches
+    (tiny / "encoder.onnx").unlink()
+    (tiny / "encoder.onnx").symlink_to(outside)
+    with pytest.raises(BundleError, match="outside the bundle directory"):
+        load_bundle(tiny)
+    (tiny / "encoder.onnx").unlink()
+    shutil.copy(outside, tiny / "real.onnx")
+    (tiny / "encoder.onnx").symlink_to("real.onnx")  # a link inside the bundle is fine
+    assert load_bundle(tiny).encoder_path.resolve() == (tiny / "real.onnx").resolve()
+
+
+def test_torch_weights_outside_the_bundle_is_refused(tiny):
+    _edit_meta(tiny, torch_weights="/etc/passwd")
+    with pytest.raises(BundleError, match="torch_weights '/etc/passwd' must not contain a directory"):
+        load_bundle(tiny)

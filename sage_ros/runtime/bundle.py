@@ -17,10 +17,10 @@ from sage_ros.hashing import sha256_file  # noqa: F401 (re-exported: backends an
 BUNDLE_FILE = "bundle.json"
 REQUIRED_KEYS = ("name", "architecture", "precision", "input", "latent_shape", "files", "metrics", "created_by")
 PRECISIONS = ("fp32", "fp16", "int8", "int4")
-GAUSSIAN_ARCHITECTURES = ("TinyVAE", "TinyVAE32")
+GAUSSIAN_ARCHITECTURES = ("TinyVAE", "TinyVAERes", "TinyVAE32")
 VQ_ARCHITECTURES = ("VisionPuzzleVAE",)
 # The input range each architecture was trained in (DESIGN.md): a bundle claiming another one is wrong.
-ARCHITECTURE_RANGE = {"TinyVAE": (0.0, 1.0), "TinyVAE32": (0.0, 1.0), "VisionPuzzleVAE": (-1.0, 1.0)}
+ARCHITECTURE_RANGE = {"TinyVAE": (0.0, 1.0), "TinyVAERes": (0.0, 1.0), "TinyVAE32": (0.0, 1.0), "VisionPuzzleVAE": (-1.0, 1.0)}
 # ONNX TensorProto element types we accept, by name.
 _ONNX_DTYPES = {1: "float32", 10: "float16", 7: "int64", 6: "int32", 2: "uint8"}
 
@@ -144,18 +144,37 @@ def _check_meta(bundle: Bundle, meta_path: Path) -> None:
         raise BundleError(f"{meta_path}: files must map file name -> sha256")
 
 
+def _inside(bundle: Bundle, name: Any, what: str) -> None:
+    """`name` must be a plain file name whose file, symlinks followed, lies in the bundle directory itself: an
+    absolute path, a directory part, '..' or a symlink leading out would load a file no checksum covers."""
+    meta_path = bundle.path / BUNDLE_FILE
+    if not isinstance(name, str) or not name or name in (".", "..") or Path(name).name != name or "\\" in name:
+        raise BundleError(f"{meta_path}: {what} {name!r} must not contain a directory: a plain file name inside "
+                          "the bundle directory (no absolute path, directory part or '..')")
+    resolved = (bundle.path / name).resolve()
+    if resolved.parent != bundle.path.resolve():
+        raise BundleError(f"{meta_path}: {what} {name!r} resolves to {resolved}, outside the bundle directory "
+                          f"{bundle.path.resolve()} (a symlink leading out); refused")
+
+
 def _check_files(bundle: Bundle, verify_checksums: bool) -> None:
     files = bundle.meta["files"]
+    for key in ("encoder", "decoder"):  # optional {"file": name} entries: the graphs actually loaded
+        entry = bundle.meta.get(key, {})
+        if not isinstance(entry, dict):
+            raise BundleError(f"{bundle.path / BUNDLE_FILE}: {key} must be an object")
+        _inside(bundle, entry.get("file", f"{key}.onnx"), f"{key}.file")
     for graph in (bundle.encoder_path, bundle.decoder_path):
         if graph.name not in files:
             raise BundleError(f"{bundle.path / BUNDLE_FILE}: files does not list {graph.name}")
     weights = bundle.torch_weights_path
-    if weights is not None and weights.name not in files:
-        raise BundleError(f"{bundle.path / BUNDLE_FILE}: torch_weights {weights.name} is not listed in files")
+    if weights is not None:
+        _inside(bundle, bundle.meta["torch_weights"], "torch_weights")
+        if weights.name not in files:
+            raise BundleError(f"{bundle.path / BUNDLE_FILE}: torch_weights {weights.name} is not listed in files")
     for file_name, expected in files.items():
         file_path = bundle.path / file_name
-        if Path(file_name).name != file_name:
-            raise BundleError(f"{bundle.path / BUNDLE_FILE}: file name {file_name!r} must not contain a directory")
+        _inside(bundle, file_name, "files entry")
         if not file_path.is_file():
             raise BundleError(f"{file_path}: listed in bundle.json but missing")
         if verify_checksums:

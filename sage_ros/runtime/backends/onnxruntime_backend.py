@@ -100,6 +100,10 @@ class OnnxRuntimeBackend(Backend):
     def describe(self) -> dict[str, Any]:
         info = super().describe()
         info["providers"] = self.providers
+        if self.device_kind == "cuda" and not any(p in self.providers for p in ("CUDAExecutionProvider",
+                                                                                 "TensorrtExecutionProvider")):
+            # asked for a GPU, running on the CPU (no such device, or no GPU provider): say what runs
+            info["device"], info["requested_device"] = "cpu", self.device
         info["intra_op_threads"] = self._session_options.intra_op_num_threads
         if self.fallback_note:
             info["fallback"] = self.fallback_note

@@ -30,6 +30,7 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from sensor_msgs.msg import CompressedImage, Image
 
 from sage_ros.ros import params as P
+from sage_ros.ros.compat import watch_publishers
 from sage_ros.ros.diagnostics import EncoderStats, diagnostic_array
 from sage_ros.ros.encoding import (ImageConversionError, LatestFrameSlots, Pending, decode_min_size,
                                    encode_frames, frame_from_message, output_messages, reconstruction_messages)
@@ -91,6 +92,7 @@ class Camera:
     publisher: Any = None
     reconstruction_publisher: Any = None
     subscription: Any = None
+    publisher_watch: Any = None  # Humble only: polls publisher counts (no matched event there; ros/compat.py)
     publishers_matched: int = 0
 
 
@@ -184,11 +186,13 @@ class EncoderNode(LifecycleNode):
         message_type = CompressedImage if self._compressed else Image
         qos = input_qos(self._param("qos_reliability"), self._param("qos_depth"))
         for index, camera in enumerate(self.cameras):
+            events = subscription_events(self.get_logger(), camera.input_topic,
+                                         on_matched=partial(self._on_matched, camera),
+                                         on_lost=partial(self.stats.add, "lost"))
             camera.subscription = self.create_subscription(
-                message_type, camera.input_topic, partial(self._on_frame, index), qos,
-                event_callbacks=subscription_events(self.get_logger(), camera.input_topic,
-                                                    on_matched=partial(self._on_matched, camera),
-                                                    on_lost=partial(self.stats.add, "lost")))
+                message_type, camera.input_topic, partial(self._on_frame, index), qos, event_callbacks=events)
+            camera.publisher_watch = watch_publishers(self, camera.subscription, events,
+                                                      period=min(self._param("diagnostics_period"), 0.5))
         self._stop.clear()
         self._worker = threading.Thread(target=self._work, name="encoder_worker", daemon=True)
         self._worker.start()
@@ -222,6 +226,9 @@ class EncoderNode(LifecycleNode):
             self._worker.join(timeout=5.0)
             self._worker = None
         for camera in self.cameras:
+            if camera.publisher_watch is not None:
+                camera.publisher_watch.destroy()
+                camera.publisher_watch = None
             if camera.subscription is not None:
                 self.destroy_subscription(camera.subscription)
                 camera.subscription = None

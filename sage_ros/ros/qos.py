@@ -7,9 +7,10 @@ event is logged with the parameter that fixes it.
 """
 from __future__ import annotations
 
-from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
                        qos_policy_name_from_kind)
+
+from sage_ros.ros.compat import PublisherEventCallbacks, SubscriptionEventCallbacks, subscription_event_callbacks
 
 _RELIABILITY = {"best_effort": ReliabilityPolicy.BEST_EFFORT, "reliable": ReliabilityPolicy.RELIABLE}
 
@@ -28,9 +29,11 @@ def output_qos(depth: int = 10) -> QoSProfile:
                       durability=DurabilityPolicy.VOLATILE)
 
 
-def subscription_events(logger, topic: str, on_matched=None, on_lost=None) -> SubscriptionEventCallbacks:
+def subscription_events(logger, topic: str, on_matched=None, on_lost=None,
+                        reliable: bool = False) -> SubscriptionEventCallbacks:
     """Log incompatible publishers on `topic` (with the fix), report publisher (dis)connections, and count
-    samples the middleware lost (best-effort fragments of large frames: invisible to the node otherwise)."""
+    samples the middleware lost (best-effort fragments of large frames: invisible to the node otherwise).
+    On Humble (no matched event) the node must also call compat.watch_publishers with these callbacks."""
 
     def incompatible(info) -> None:
         policy = qos_policy_name_from_kind(info.last_policy_kind)
@@ -50,10 +53,19 @@ def subscription_events(logger, topic: str, on_matched=None, on_lost=None) -> Su
     def lost(info) -> None:
         if on_lost is not None:
             on_lost(info.total_count_change)
-        logger.warning(f"'{topic}': the middleware lost {info.total_count} frames so far (best-effort input of "
-                       "large frames); see docs/ros.md 'Large frames'", throttle_duration_sec=10.0)
+        logger.warning(lost_message(topic, info.total_count, reliable), throttle_duration_sec=10.0)
 
-    return SubscriptionEventCallbacks(incompatible_qos=incompatible, matched=matched, message_lost=lost)
+    return subscription_event_callbacks(incompatible_qos=incompatible, matched=matched, message_lost=lost)
+
+
+def lost_message(topic: str, total: int, reliable: bool) -> str:
+    """The message-lost warning; it names best-effort fragments as the cause only when the input is best effort."""
+    if reliable:
+        return (f"'{topic}': the middleware reports {total} frames lost so far on a reliable input (the publisher's "
+                "history overran before delivery, or the publisher is best effort); a deeper qos_depth or a "
+                "slower publisher helps")
+    return (f"'{topic}': the middleware lost {total} frames so far (best-effort input of large frames); see "
+            "docs/ros.md 'Large frames'")
 
 
 def publisher_events(logger, topic: str) -> PublisherEventCallbacks:

@@ -63,6 +63,42 @@ def quantize_markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
+def _puzzle_sections(report: dict) -> list[str]:
+    """VisionPuzzleVAE: palette baseline note, code usage of every row, per-code pixel statistics, windows."""
+    lines = []
+    if report.get("palette"):
+        p = report["palette"]
+        lines += [f"Palette baseline (the same information as the model's code grid): each image area-resized to "
+                  f"{p['grid']}x{p['grid']}, each cell replaced by the nearest of {p['n_colors']} colours (k-means "
+                  f"on the cells of {p['n_train']} train images), bilinearly upsampled. Model minus palette: "
+                  f"{report['reference']['psnr'] - p['psnr']:+.2f} dB PSNR, "
+                  f"{report['reference']['ssim'] - p['ssim']:+.4f} SSIM.", ""]
+    codes = report.get("codes")
+    if codes:
+        rows = [["fp32", codes["codes_used"], codes["code_perplexity"]]]
+        rows += [[v["name"], v.get("codes_used"), v.get("code_perplexity")] for v in report["variants"]
+                 if v.get("codes_used") is not None]
+        if report.get("palette"):
+            rows.append(["palette", report["palette"]["codes_used"], report["palette"]["code_perplexity"]])
+        lines += ["## Code usage", "", "Perplexity = exp(entropy of the code histogram over the split): 10 means "
+                  "all 10 codes equally used.", "", _table(["model", "codes used", "perplexity"], rows), "",
+                  "Per code (fp32): share of cells, mean +- std of the input colour of its cells (RGB in [0, 1], "
+                  "the 224 px input averaged onto the 30 x 30 grid), and the colour the decoder paints for a grid "
+                  "of that code alone.", "",
+                  _table(["code", "share", "input RGB mean", "input RGB std", "decoded RGB"],
+                         [[c["code"], c["share"], " ".join(f"{v:.3f}" for v in c["input_rgb_mean"]),
+                           " ".join(f"{v:.3f}" for v in c["input_rgb_std"]),
+                           " ".join(f"{v:.3f}" for v in c["decoded_rgb"])] for c in codes["per_code"]]), ""]
+    windows = report.get("windows")
+    if windows:
+        lines += [f"## Windows ({windows['n_images']} {windows['what']}, {windows['split']} split, seed "
+                  f"{windows['seed']})", "",
+                  _table(["model", "kind", "MSE", "PSNR dB", "SSIM", "code agree %", "codes used", "perplexity"],
+                         [[r["name"], r["kind"], r["mse"], r["psnr"], r["ssim"], r.get("code_agreement"),
+                           r.get("codes_used"), r.get("code_perplexity")] for r in windows["rows"]]), ""]
+    return lines
+
+
 def evaluate_markdown(report: dict) -> str:
     ref = report["reference"]
     lines = [
@@ -82,11 +118,16 @@ def evaluate_markdown(report: dict) -> str:
     for v in report["variants"]:
         rows.append([v["name"], v["kind"], v["bytes"], v["ratio_vs_fp32"], v["mse"], v["psnr"], v["ssim"],
                      v["mu_rel_l2"], v["mu_cosine"]] + ([v.get("code_agreement")] if vq else []))
+    if report.get("palette"):
+        p = report["palette"]
+        rows.append([f"palette {p['n_colors']} x {p['grid']}x{p['grid']}", "baseline", len(p["palette"]) * 12, None,
+                     p["mse"], p["psnr"], p["ssim"], None, None] + ([None] if vq else []))
     if report.get("pca"):
         p = report["pca"]
         rows.append([f"PCA k={p['n_components']}", "baseline", p["bytes"], None, p["mse"], p["psnr"], p["ssim"],
                      None, None] + ([None] if vq else []))
     lines += [_table(header, rows), ""]
+    lines += _puzzle_sections(report)
     lines += ["Ratios divide the real fp32 safetensors file by each file (ONNX bundles: encoder + decoder "
               "bytes; their ratio is against the fp32 ONNX pair where known, see `ratio_note`).", ""]
     gain = report.get("rounding_gain")
@@ -180,6 +221,34 @@ def plot_rate_distortion(path, points: list[dict], title: str = "") -> Path:
     ax.set_ylabel("held-out PSNR (dB)")
     ax.set_title(title or "rate-distortion")
     ax.grid(True, which="both", alpha=0.3)
+    _savefig(fig, Path(path))
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_training_curve(path, points: list[dict], title: str = "", baselines: dict | None = None) -> Path:
+    """Training loss and train/held-out PSNR against images seen (curve.json points of train.fit).
+
+    `baselines` ({label: psnr}) draws horizontal reference lines (e.g. PCA with as many components)."""
+    plt = _pyplot()
+    seen = [p["images_seen"] for p in points]
+    fig, (ax_loss, ax_psnr) = plt.subplots(1, 2, figsize=(10, 3.8))
+    ax_loss.plot(seen, [p["train_loss"] for p in points], marker=".", label="train loss (mean since last point)")
+    ax_loss.set_xlabel("images seen")
+    ax_loss.set_ylabel("training loss")
+    ax_loss.grid(True, alpha=0.3)
+    ax_loss.legend(fontsize=8)
+    for key, label in (("val_psnr", "held-out (val) PSNR"), ("train_psnr", "training-input PSNR")):
+        if all(key in p for p in points):
+            ax_psnr.plot(seen, [p[key] for p in points], marker=".", label=label)
+    for label, value in (baselines or {}).items():
+        ax_psnr.axhline(value, linestyle="--", linewidth=1, color="grey")
+        ax_psnr.annotate(label, (seen[0] if seen else 0, value), fontsize=8, xytext=(2, 2), textcoords="offset points")
+    ax_psnr.set_xlabel("images seen")
+    ax_psnr.set_ylabel("PSNR (dB)")
+    ax_psnr.grid(True, alpha=0.3)
+    ax_psnr.legend(fontsize=8)
+    fig.suptitle(title or "training curve")
     _savefig(fig, Path(path))
     plt.close(fig)
     return Path(path)

@@ -24,6 +24,8 @@ def add_budget_arguments(parser: argparse.ArgumentParser, defaults=None) -> None
     g.add_argument("--data-path", default=d.data_path, help="data root / folder / bag for the chosen source")
     g.add_argument("--topic", default=d.topic, help="image topic for --data rosbag")
     g.add_argument("--limit", type=int, default=d.limit, help="use at most this many training images")
+    g.add_argument("--no-augment", dest="augment", action="store_false", default=d.augment,
+                   help="bundled data: train on the fixed crops instead of fresh random-resized crops per batch")
     g = parser.add_argument_group("budget")
     g.add_argument("--steps", type=int, default=d.steps, help="optimizer steps (> 0 overrides --epochs)")
     g.add_argument("--epochs", type=int, default=d.epochs, help="epochs when --steps is 0 (default: %(default)s)")
@@ -36,13 +38,26 @@ def add_budget_arguments(parser: argparse.ArgumentParser, defaults=None) -> None
     g = parser.add_argument_group("loss")
     g.add_argument("--beta", type=float, default=d.beta, help="KL weight (default: %(default)s)")
     g.add_argument("--kl-warmup", type=float, default=d.kl_warmup, help="fraction of steps for the KL ramp")
-    g.add_argument("--recon", choices=("sum", "mean"), default=d.recon, help="reconstruction reduction")
+    g.add_argument("--recon", choices=("sum", "mean", "sigma"), default=d.recon,
+                   help="reconstruction term: sum | mean of squared error, or sigma (sigma-VAE: Gaussian NLL with "
+                        "the decoder variance set to the batch MSE; use with --beta 1) (default: %(default)s)")
     g.add_argument("--vq-beta", type=float, default=d.vq_beta, help="VQ commitment weight")
+    g.add_argument("--vq-ema", type=float, default=d.vq_ema,
+                   help="VQ codebook EMA decay (0: codebook by gradient; default: %(default)s)")
+    g.add_argument("--vq-restart", type=float, default=d.vq_restart,
+                   help="restart VQ codes used below this fraction of their fair share (0: off; default: %(default)s)")
+    g.add_argument("--vq-init", choices=("kmeans", "sample"), default=d.vq_init,
+                   help="VQ codebook initialisation from the first batch's encoder outputs")
     g = parser.add_argument_group("run")
     g.add_argument("--seed", type=int, default=d.seed)
     g.add_argument("--device", default=d.device, help="cpu | cuda | cuda:N (default: %(default)s)")
     g.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help="steps between checkpoints")
     g.add_argument("--no-progress", action="store_true", help="no tqdm bar (progress.json is still written)")
+    g.add_argument("--eval-every", type=int, default=d.eval_every,
+                   help="steps between held-out (val) curve points; 0: none (default: %(default)s)")
+    g.add_argument("--eval-images", type=int, default=d.eval_images, help="val images per curve point")
+    g.add_argument("--ema", type=float, default=d.ema, help="EMA decay of the weights, e.g. 0.999 (0: off)")
+    g.add_argument("--threads", type=int, default=d.threads, help="torch CPU threads (0: torch's default)")
 
 
 def config_from_args(args: argparse.Namespace):

@@ -1,0 +1,183 @@
+"""Online augmentation, the sigma-VAE objective, active latent dims, the held-out curve, EMA, and the
+TinyVAERes variant's interface and FLOP budget."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from sage_ros.compression.augment import AugmentConfig, OnlineCrops, TrainSources, colour_jitter, sample_window
+from sage_ros.compression.train import (ACTIVE_KL_NATS, TrainConfig, evaluate_reconstruction, fit,
+                                        gaussian_vae_loss, held_out_curve, sigma_vae_nll, train)
+from sage_ros.compression.checkpoints import load_checkpoint
+from sage_ros.compression.datasets import synthetic_images
+from sage_ros.data import data_root
+from sage_ros.models import TinyVAE, TinyVAERes, build_model
+
+
+def _sources(seed: int = 0) -> TrainSources:
+    """Three synthetic 'photos' of different shapes and a few 'video frames' (no make data needed)."""
+    rng = np.random.default_rng(seed)
+    photos = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in ((120, 200), (300, 90), (64, 64))]
+    frames = [rng.integers(0, 256, (96, 128, 3), dtype=np.uint8) for _ in range(3)]
+    return TrainSources(photos, frames, ["a", "b", "c"], [10, 12, 14])
+
+
+def test_online_batches_are_a_function_of_seed_step_rank():
+    crops = OnlineCrops(_sources(), 32, seed=5)
+    a = crops.make_batch(7, 16)
+    assert a.shape == (16, 32, 32, 3) and a.dtype == np.uint8
+    assert np.array_equal(a, crops.make_batch(7, 16))
+    assert not np.array_equal(a, crops.make_batch(8, 16))
+    assert not np.array_equal(a, crops.make_batch(7, 16, rank=1))
+    assert not np.array_equal(a, OnlineCrops(_sources(), 32, seed=6).make_batch(7, 16))
+
+
+def test_prefetch_serves_the_same_batches_in_order_and_out_of_order():
+    crops = OnlineCrops(_sources(), 32, seed=1)
+    expected = [crops.make_batch(s, 8) for s in range(3, 9)]
+    crops.start_prefetch(3, 8)
+    try:
+        got = [crops.batch(s, 8) for s in range(3, 9)]
+        assert all(np.array_equal(g, e) for g, e in zip(got, expected))
+        assert np.array_equal(crops.batch(4, 8), expected[1])  # a step already passed is recomputed
+    finally:
+        crops.stop_prefetch()
+
+
+@pytest.mark.parametrize("height,width", [(64, 64), (480, 640), (1000, 70), (70, 1000)])
+def test_windows_stay_inside_and_span_scales_and_aspects(height, width):
+    rng = np.random.default_rng(0)
+    cfg = AugmentConfig()
+    windows = [sample_window(rng, height, width, 64, cfg) for _ in range(400)]
+    for y, x, h, w in windows:
+        assert 0 <= y and y + h <= height and 0 <= x and x + w <= width and h >= 1 and w >= 1
+    if min(height, width) >= 480:
+        sides = np.array([np.sqrt(h * w) for _, _, h, w in windows])
+        aspects = np.array([w / h for _, _, h, w in windows])
+        assert sides.min() < 0.3 * min(height, width) and sides.max() > 0.8 * min(height, width)
+        assert aspects.min() < 0.75 and aspects.max() > 1.33  # squashed like crop_mode=resize frames
+
+
+def test_colour_jitter_is_mild_and_zero_is_identity():
+    rng = np.random.default_rng(0)
+    crop = np.full((8, 8, 3), 128, np.uint8)
+    assert colour_jitter(crop, rng, 0.0) is crop
+    out = colour_jitter(crop, rng, 0.1)
+    assert out.dtype == np.uint8 and np.abs(out.astype(int) - 128).max() <= 0.1 * 128 * 3 + 1
+
+
+@pytest.mark.skipif(not (data_root() / "crops" / "splits.json").is_file(), reason="needs `make data`")
+def test_train_sources_are_the_training_split_only():
+    import json
+    splits = json.loads((data_root() / "crops" / "splits.json").read_text())
+    sources = TrainSources.load()
+    assert sources.names == sorted(splits["photos"]["train"])
+    assert not set(sources.names) & (set(splits["photos"]["test"]) | set(splits["photos"]["val"]))
+    lo, hi = splits["video"]["ranges"]["train"]
+    assert lo <= min(sources.frame_indices) and max(sources.frame_indices) < hi
+
+
+def test_sigma_vae_nll_is_the_gaussian_nll_at_the_optimal_sigma():
+    torch.manual_seed(0)
+    x, y = torch.rand(4, 3, 8, 8), torch.rand(4, 3, 8, 8)
+    mse = ((x - y) ** 2).mean()
+    d = x[0].numel()
+    # sum over pixels of (x-y)^2 / (2 s^2) + log s, averaged over the batch, at s^2 = MSE
+    direct = (((x - y) ** 2) / (2 * mse) + 0.5 * torch.log(mse)).sum() / len(x)
+    assert sigma_vae_nll(y, x).item() == pytest.approx(direct.item(), rel=1e-5)
+    assert sigma_vae_nll(y, x).item() == pytest.approx(0.5 * d * (1 + torch.log(mse)).item(), rel=1e-5)
+    loss, logs = gaussian_vae_loss((y, torch.zeros(4, 2), torch.zeros(4, 2)), x, 1.0, "sigma")
+    assert loss.item() == pytest.approx(sigma_vae_nll(y, x).item(), rel=1e-6)  # zero KL at the prior
+    with pytest.raises(ValueError):
+        TrainConfig(recon="nope")
+
+
+def test_active_dims_count_only_informative_latents():
+    class Fixed(torch.nn.Module):  # dim 0 tracks the image, dim 1 sits at the prior
+        image_size, input_range, latent_dim = 16, (0.0, 1.0), 2
+
+        def forward(self, x):
+            m = x.mean(dim=(1, 2, 3))
+            mu = torch.stack([(m - 0.5) * 10, torch.zeros_like(m)], 1)
+            return x, mu, torch.zeros_like(mu)
+    Fixed.__name__ = "TinyVAE"  # evaluate_reconstruction dispatches on the architecture name
+    images = synthetic_images(16, 16)
+    result = evaluate_reconstruction(Fixed(), images)
+    assert result["active_dims"] == 1
+    assert result["kl"] > ACTIVE_KL_NATS
+
+
+class _Killed(Exception):
+    pass
+
+
+def test_fit_on_online_crops_writes_a_curve_and_resumes_identically(tmp_path):
+    cfg = TrainConfig(steps=6, batch_size=4, eval_every=3, eval_images=8, checkpoint_every=3, ema=0.9,
+                      progress_bar=False, lr=1e-3)
+    val = synthetic_images(8, 64)
+
+    def run(run_dir, kill_at=None):
+        torch.manual_seed(0)
+        model = TinyVAE(4)
+
+        def loss(module, x, step, total):
+            if step == kill_at:
+                raise _Killed()
+            return gaussian_vae_loss(module(x), x, 0.001)
+        return model, fit(model, loss, OnlineCrops(_sources(), 64, seed=2), cfg, run_dir,
+                          curve=held_out_curve(val, cfg, val[:4]))
+
+    model_a, stats = run(tmp_path / "a")
+    points = stats["curve"]
+    assert [p["step"] for p in points] == [3, 6]
+    assert [p["images_seen"] for p in points] == [12, 24]
+    assert all({"val_psnr", "val_active_dims", "train_psnr", "val_psnr_raw", "train_loss"} <= set(p) for p in points)
+    assert (tmp_path / "a" / "curve.json").is_file()
+    ckpt = load_checkpoint(tmp_path / "a" / "checkpoint.pt")
+    assert "ema" in ckpt and len(ckpt["curve"]) == 2
+    # killed after the step-3 checkpoint, then resumed: the same weights (EMA) and curve as the uninterrupted run
+    with pytest.raises(_Killed):
+        run(tmp_path / "b", kill_at=4)
+    model_b, stats_b = run(tmp_path / "b")
+    for (ka, va), (kb, vb) in zip(model_a.state_dict().items(), model_b.state_dict().items()):
+        assert torch.equal(va, vb), ka
+    assert [p["step"] for p in stats_b["curve"]] == [3, 6]
+    assert stats_b["curve"][1]["val_psnr"] == pytest.approx(points[1]["val_psnr"], abs=1e-9)
+
+
+def test_train_defaults_to_online_crops_for_bundled_data(monkeypatch, tmp_path):
+    import sage_ros.compression.train as train_mod
+    seen = {}
+
+    def fake_fit(module, loss_fn, images, cfg, run_dir, **kw):
+        seen["images"] = images
+        raise RuntimeError("stop")
+    monkeypatch.setattr(train_mod, "fit", fake_fit)
+    monkeypatch.setattr("sage_ros.compression.augment.TrainSources.load", classmethod(lambda cls, *a, **k: _sources()))
+    with pytest.raises(RuntimeError):
+        train(TinyVAE(4), TrainConfig(data="bundled"), tmp_path)
+    assert isinstance(seen["images"], OnlineCrops)
+    with pytest.raises(RuntimeError):
+        train(TinyVAE(4), TrainConfig(data="synthetic", augment=True), tmp_path)
+    assert isinstance(seen["images"], np.ndarray)  # only the bundled sources have photos to crop from
+
+
+def _encoder_macs(model, size=64):
+    with FlopCounterMode(display=False) as counter:
+        model.encode(torch.rand(1, 3, size, size))
+    return counter.get_total_flops() / 2
+
+
+@pytest.mark.parametrize("latent", [4, 8, 16, 32, 64])
+def test_tinyvae_res_keeps_the_interface_within_twice_the_seed_encoder_flops(latent):
+    torch.manual_seed(0)
+    seed, variant = TinyVAE(latent).eval(), build_model("TinyVAERes", latent).eval()
+    x = torch.rand(2, 3, 64, 64)
+    recon, mu, logvar = variant(x)
+    assert recon.shape == x.shape and mu.shape == logvar.shape == (2, latent)
+    assert 0 <= recon.min() and recon.max() <= 1
+    assert torch.equal(variant(x)[0], recon)  # eval: z = mu, deterministic
+    assert _encoder_macs(variant) <= 2 * _encoder_macs(seed)
+    assert _encoder_macs(variant) == 813_056 + 8192 * latent  # the formula in tinyvae_res.py's docstring

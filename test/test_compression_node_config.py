@@ -66,7 +66,7 @@ def test_job_files_are_checked_and_turned_into_a_sage_ros_command(root):
 
 
 def test_config_file_and_launch_defaults_equal_the_code_defaults():
-    config = yaml.safe_load((REPO / "config/compression.yaml").read_text())["compression_node"]["ros__parameters"]
+    config = yaml.safe_load((REPO / "config/compression.yaml").read_text())["/**/compression_node"]["ros__parameters"]
     assert config == {name: default for name, (default, *_rest) in PARAMETERS.items()}
     launch = ast.parse((REPO / "launch/compression.launch.py").read_text())
     declared = {node.args[0].value: {kw.arg: getattr(kw.value, "value", None) for kw in node.keywords}

@@ -53,11 +53,11 @@ def test_spec_values_that_name_paths_are_confined(root):
 
 def test_job_files_are_checked_and_turned_into_a_sage_ros_command(root):
     (root / "job.yaml").write_text(yaml.safe_dump({"job": "quantize", "args": {"scheme": "int4", "group-size": 64,
-                                                                               "mse-clip": True, "skip": False}}, sort_keys=False))
+                                                                               "no-eval": True, "topic": None}}, sort_keys=False))
     spec = load_job(root, "job.yaml")
     assert spec["run_dir"] == str(root / "runs/quantize")
     assert job_argv(spec) == [sys.executable, "-m", "sage_ros.cli", "quantize", "--run-dir", str(root / "runs/quantize"),
-                              "--scheme", "int4", "--group-size", "64", "--mse-clip"]
+                              "--scheme", "int4", "--group-size", "64", "--no-eval"]
     (root / "bad.yaml").write_text("job: format_disk\n")
     with pytest.raises(JobSpecError, match="job must be one of"):
         load_job(root, "bad.yaml")

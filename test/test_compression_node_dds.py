@@ -2,6 +2,7 @@
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -130,3 +131,44 @@ def test_paths_outside_the_workspace_are_refused(node_and_client, tmp_path):
     assert client.progress[-1].level == DiagnosticStatus.ERROR
     assert sorted(p.name for p in outside.iterdir()) == ["job.yaml"]  # nothing was written outside
     assert not (workspace / "runs").exists()  # and no refused job started
+
+
+def test_hostile_job_files_are_answered_and_the_node_stays_up(node_and_client, tmp_path):
+    """Issue #11 finding 4: an option key spelled to carry a path ('run-dir=<path>': true) wrote a training run
+    outside; a non-UTF-8 job file killed the node; a YAML alias bomb held it for seconds."""
+    workspace, node, client = node_and_client
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    os.symlink(outside, workspace / "link_out")
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, "
+        f"*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]\n" for i in range(8))
+    files = {
+        "key_path.yaml": yaml.safe_dump({**SHORT_JOB, "args": {**SHORT_JOB["args"], f"run-dir={outside}/r": True}}),
+        "dash_key.yaml": yaml.safe_dump({**SHORT_JOB, "args": {**SHORT_JOB["args"], "--run-dir": str(outside / "r")}}),
+        "unknown_opt.yaml": yaml.safe_dump({**SHORT_JOB, "args": {**SHORT_JOB["args"], "output": str(outside)}}),
+        "dash_value.yaml": yaml.safe_dump({**SHORT_JOB, "args": {**SHORT_JOB["args"], "topic": "--run-dir=runs/evil"}}),
+        "bare_symlink.yaml": yaml.safe_dump({**SHORT_JOB, "run_dir": "runs/ok",
+                                             "args": {**SHORT_JOB["args"], "data": "folder", "data_path": "link_out"}}),
+        "alias_bomb.yaml": "job: train\n" + bomb,
+    }
+    for name, text in files.items():
+        (workspace / name).write_text(text)
+    (workspace / "latin1.yaml").write_bytes(b"job: train\nargs:\n  topic: caf\xe9\n")
+    (workspace / "huge.yaml").write_text("job: train\n# " + "x" * 200_000 + "\n")
+    expected = {"key_path.yaml": "not an option name", "dash_key.yaml": "outside the workspace",
+                "unknown_opt.yaml": "not allowed for a train job", "dash_value.yaml": "starts with '-'",
+                "bare_symlink.yaml": "outside the workspace", "alias_bomb.yaml": "aliases",
+                "latin1.yaml": "not UTF-8", "huge.yaml": "larger than"}
+    for job_file, words in expected.items():
+        client.set(job_file=job_file)
+        started = time.monotonic()
+        reply = client.call(client.start)
+        assert time.monotonic() - started < 2.0, job_file
+        assert not reply.success and "refused" in reply.message and words in reply.message, (job_file, reply.message)
+        assert node.poll() is None, job_file  # still up
+    assert list(outside.iterdir()) == []  # 0 bytes outside the workspace
+    client.set(job_file="short.yaml")
+    assert client.call(client.start).success  # and it still runs good jobs
+    assert client.wait_for(lambda p: p["state"] == "succeeded", 90), client.latest()
+    assert list(outside.iterdir()) == []

@@ -13,6 +13,7 @@ imports torch: the job runs in its own process.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import rclpy
@@ -22,7 +23,7 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from std_srvs.srv import Trigger
 
-from sage_ros.compression.jobs import Job, JobSpecError, load_spec
+from sage_ros.compression.jobs import Job, JobSpecError, load_spec, option_kinds, option_name
 from sage_ros.compression.progress import read_progress
 from sage_ros.ros.workspace import WorkspaceError, confine, confine_spec, workspace_root
 
@@ -45,7 +46,16 @@ def load_job(root: Path, job_file: str) -> dict:
     path = confine(root, job_file, "job_file")
     if not path.is_file():
         raise JobSpecError(f"job file {job_file!r} ({path}) does not exist")
-    return confine_spec(root, load_spec(path))
+    spec = confine_spec(root, load_spec(path))
+    # Every option the allow-list calls a path is confined, whatever its spelling ('data_path', '--data-path')
+    # and whatever it looks like: a bare name can be a symlink leading out.
+    kinds = option_kinds(spec["job"], spec["args"])
+    for key, value in spec["args"].items():
+        if kinds[option_name(key)] in ("path", "paths") and value not in (None, False):
+            values = value if isinstance(value, list) else [value]
+            confined = [str(confine(root, str(item), f"job.args.{key}")) for item in values]
+            spec["args"][key] = confined if isinstance(value, list) else confined[0]
+    return spec
 
 
 class CompressionNode(Node):
@@ -108,6 +118,10 @@ class CompressionNode(Node):
             self.state, self.detail = "refused", str(exc)
             self.get_logger().error(f"job refused: {exc}")
             return False, f"refused: {exc}"
+        except Exception as exc:  # noqa: BLE001 - a hostile job file must get an answer, never kill the node
+            self.state, self.detail = "refused", f"{type(exc).__name__}: {exc}"
+            self.get_logger().error(f"job refused: {type(exc).__name__}: {exc}")
+            return False, f"refused: {type(exc).__name__}: {exc}"
         self.state, self.detail = "running", f"pid {self.job.process.pid}, log {self.job.run_dir / 'job.log'}"
         self.get_logger().info(f"started {spec['job']} in {spec['run_dir']}")
         return True, f"started {spec['job']} in {spec['run_dir']}"
@@ -142,8 +156,13 @@ class CompressionNode(Node):
             self.job.cancel(self.get_parameter("cancel_timeout").value)
 
 
-def main(args=None) -> None:
-    rclpy.init(args=args)
+def main(args=None) -> int:
+    try:
+        rclpy.init(args=args)
+    except RuntimeError as err:  # RCLError: e.g. a --params-file that does not exist or does not parse
+        print(f"[compression_node] cannot start: {str(err).split(', at ')[0]} (check --ros-args, e.g. that the "
+              "--params-file exists and is valid YAML)", file=sys.stderr)
+        return 2
     node = CompressionNode()
     try:
         rclpy.spin(node)
@@ -153,7 +172,8 @@ def main(args=None) -> None:
         node.shutdown()
         node.destroy_node()
         rclpy.try_shutdown()
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -27,11 +27,20 @@ def test_pareto_and_recommendation_rule():
              "ratio_vs_fp32": 1.0}]
     assert [(r["latent"], r["precision"]) for r in pareto_front(rows)] == [(4, "int4"), (4, "int8"), (4, "fp32"),
                                                                           (64, "fp32")]
-    rec = recommend(rows, AblationConfig())
-    assert (rec["latent"], rec["precision"]) == (4, "int8")  # int4 is smaller but its latent drifts too much
-    rec = recommend(rows, AblationConfig(min_mu_cosine=0.9))
-    assert rec["precision"] == "int4"
-    assert recommend(rows, AblationConfig(psnr_tolerance_db=0.1))["latent"] == 64
+    # the rule: the smallest L whose fp32 beats PCA-L by >= pca_margin_db and is within the tolerance of the best
+    pca = [{"latent": 4, "precision": "pca", "bits": 32, "bytes": 400, "psnr": 18.5, "mu_cosine": None},
+           {"latent": 64, "precision": "pca", "bits": 32, "bytes": 4000, "psnr": 19.0, "mu_cosine": None}]
+    rec = recommend(rows + pca, AblationConfig())
+    assert (rec["latent"], rec["precision"], rec["rule_met"]) == (4, "fp32", True)
+    assert rec["quantized_ok"] == ["int8"]  # int4's latent drifts too much to ship beside it
+    assert recommend(rows + pca, AblationConfig(min_mu_cosine=0.9))["quantized_ok"] == ["int4", "int8"]
+    assert recommend(rows + pca, AblationConfig(psnr_tolerance_db=0.1))["latent"] == 64
+    pca[0]["psnr"] = 19.8  # L=4 now beats its PCA by only 0.2 dB: L=64 (+1.5 dB) is the smallest that clears 1 dB
+    assert recommend(rows + pca, AblationConfig())["latent"] == 64
+    pca[1]["psnr"] = 20.4
+    rec = recommend(rows + pca, AblationConfig())
+    assert not rec["rule_met"] and rec["latent"] == 4 and "RULE NOT MET" in rec["why"]
+    assert all(r["precision"] != "pca" for r in pareto_front(rows + pca))
 
 
 def test_ablate_reuses_trained_runs_and_measures_files(tmp_path, images):
@@ -45,8 +54,9 @@ def test_ablate_reuses_trained_runs_and_measures_files(tmp_path, images):
     assert weights.stat().st_mtime_ns == mtime  # reused, not retrained
     assert (tmp_path / "L8" / "model.safetensors").exists()  # the missing one was trained
     rows = {(r["latent"], r["precision"]): r for r in result["rows"]}
-    assert set(rows) == {(L, p) for L in (4, 8) for p in ("fp32", "int8", "int4")}
-    for (latent, precision), row in rows.items():
+    assert set(rows) == {(L, p) for L in (4, 8) for p in ("fp32", "int8", "int4", "pca")}
+    assert rows[(8, "pca")]["bytes"] == 4 * 9 * 64 * 64 * 3 and rows[(8, "pca")]["psnr"] > rows[(4, "pca")]["psnr"]
+    for (latent, precision), row in [(k, r) for k, r in rows.items() if k[1] != "pca"]:
         assert row["bytes"] == (tmp_path / f"L{latent}" / f"{precision}.safetensors").stat().st_size
         assert row["n_images"] == len(test_images)
     assert rows[(4, "fp32")]["mu_rel_l2"] == 0.0 and rows[(8, "int8")]["mu_rel_l2"] > 0

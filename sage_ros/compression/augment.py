@@ -197,3 +197,27 @@ class _Prefetcher:
     def stop(self) -> None:
         self._stop.set()
         self.thread.join(timeout=5)
+
+
+# ------------------------------------------------------------------------------- held-out views
+
+HELD_OUT_VIEW_SEED = 20261128  # fixed: the held-out views must not move with a training seed
+
+
+def held_out_views(size: int, root=None, split: str = "test", n_windows: int = 1000) -> dict[str, np.ndarray]:
+    """The held-out `split` seen three ways, each uint8 N x size x size x 3:
+
+    - "crops":   the fixed square crops of `make data` (the split every report has used);
+    - "windows": `n_windows` windows of many sizes and aspect ratios from the split's own source photos and
+                 video frames, area-resized to the input (no flips, no colour jitter; a fixed seed);
+    - "frames":  whole frames squashed to the input, as the node's default crop_mode=resize sees a camera:
+                 every photo of the split and every 10th frame of its video range.
+    """
+    from sage_ros.data import load_split
+
+    sources = TrainSources.load(root, split=split, video_stride=1)
+    plain = AugmentConfig(flip=False, jitter=0.0)
+    windows = OnlineCrops(sources, size, seed=HELD_OUT_VIEW_SEED, cfg=plain).make_batch(0, n_windows)
+    whole = sources.photos + sources.frames[::10]
+    frames = np.stack([cv2.resize(im, (size, size), interpolation=cv2.INTER_AREA) for im in whole])
+    return {"crops": np.asarray(load_split(size, split, root)), "windows": windows, "frames": frames}

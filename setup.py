@@ -39,6 +39,7 @@ setup(
             "sage-ros = sage_ros.cli:main",
             "tinyvae_encoder = sage_ros.ros.encoder_node:main_tinyvae",
             "puzzle_encoder = sage_ros.ros.encoder_node:main_puzzle",
+            "latent_decoder = sage_ros.ros.decoder_node:main",
             "compression_node = sage_ros.ros.compression_node:main",
         ],
     },

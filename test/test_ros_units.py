@@ -87,7 +87,9 @@ def test_node_declares_every_parameter_with_its_descriptor():
         # on change: invalid rejected with the validator's reason, read-only rejected, live ones applied
         result = node.set_parameters([Parameter("crop_mode", value="zoom")])[0]
         assert not result.successful and "crop_mode must be one of" in result.reason
-        assert not node.set_parameters([Parameter("bundle", value="/elsewhere")])[0].successful
+        assert not node.set_parameters([Parameter("backend", value="torch")])[0].successful  # read-only
+        # bundle is live: unconfigured, any value is taken (configure loads it); configured, it must load
+        assert node.set_parameters([Parameter("bundle", value="/elsewhere")])[0].successful
         assert node.set_parameters([Parameter("max_rate", value=7.5)])[0].successful
         assert node._live["max_rate"] == 7.5
         node.destroy_node()

@@ -3,7 +3,8 @@
 The recorded serialized CDR bytes are published as they are (rclpy's Publisher.publish accepts bytes), so
 there is no deserialise/serialise cost per frame and header stamps stay exactly as recorded. Timing follows the
 bag's receive timestamps, scaled by --rate. `/clock` (rosgraph_msgs/Clock) is published when asked, so nodes
-can run with use_sim_time.
+can run with use_sim_time. A topic recorded as transient-local (a latched `<topic>/info`, /tf_static) is played with
+its recorded QoS unless overridden, so it stays latched: a node that starts after it was played still gets it.
 """
 from __future__ import annotations
 
@@ -89,9 +90,10 @@ class BagPlayer:
         return publishers
 
     def _qos_for(self, conn) -> QoSProfile:
-        name = self.options.qos_overrides.get(conn.topic, self.options.qos)
+        recorded = getattr(conn.ext, "offered_qos_profiles", None)
+        latched = bool(recorded) and recorded[0].durability.name == "TRANSIENT_LOCAL"
+        name = self.options.qos_overrides.get(conn.topic, "recorded" if latched else self.options.qos)
         if name == "recorded":
-            recorded = getattr(conn.ext, "offered_qos_profiles", None)
             return qos_from_bag(recorded[0]) if recorded else named_qos("reliable")
         return named_qos(name)
 

@@ -5,6 +5,8 @@ so the bag is self-describing (readable by rosbags, the mcap library and `ros2 b
 the ROS graph; a topic that is not published yet is picked up as soon as it appears. Subscriber QoS matches the
 publishers (reliable when every publisher is reliable, e.g. latents; best effort otherwise). SIGINT / SIGTERM
 stop recording cleanly: the bag is closed and only then appears under its name (never a truncated bag).
+Recording a `latent` / `puzzle` topic also records its latched `<topic>/info` (the model's identity; unless
+--no-info), with transient-local QoS, so it is in the bag even when it was published before recording began.
 """
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ class RecordOptions:
     max_messages: int | None = None  # total over all topics
     depth: int = 100  # subscriber queue: deep, so a burst is recorded rather than dropped
     qos_overrides: dict[str, str] = field(default_factory=dict)  # topic -> RECORD_QOS_CHOICES
+    with_info: bool = True  # also record <topic>/info beside each latent / puzzle topic
 
 
 @dataclass
@@ -66,7 +69,7 @@ class BagRecorder:
         self.context = context
         self.node = rclpy.create_node("sage_bag_recorder", context=context)
         self.store = typestore()
-        self.pending = [self.node.resolve_topic_name(t) for t in options.topics]
+        self.pending = with_info_topics([self.node.resolve_topic_name(t) for t in options.topics], options.with_info)
         self.summary = RecordSummary()
         self.subscriptions = []
 
@@ -104,7 +107,8 @@ class BagRecorder:
 
     def _resolve_pending(self) -> None:
         graph = dict(self.node.get_topic_names_and_types())
-        for topic in [t for t in self.pending if t in graph]:
+        # only once a publisher is known: a topic seen through its subscribers alone has no QoS to match yet
+        for topic in [t for t in self.pending if t in graph and self.node.count_publishers(t)]:
             self.pending.remove(topic)
             types = graph[topic]
             try:
@@ -160,6 +164,15 @@ class BagRecorder:
         self.close()
 
 
+def with_info_topics(topics: list[str], with_info: bool = True) -> list[str]:
+    """`topics` plus `<topic>/info` after each topic named latent or puzzle (the encoders' outputs), once each."""
+    out = []
+    for topic in topics:
+        extra = [topic + "/info"] if with_info and topic.rsplit("/", 1)[-1] in ("latent", "puzzle") else []
+        out += [t for t in (topic, *extra) if t not in out]
+    return out
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("out", help="output bag directory (must not exist; mcap storage)")
     parser.add_argument("--topics", nargs="+", required=True, metavar="TOPIC", help="topics to record")
@@ -169,6 +182,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--qos-override", action="append", default=[], metavar="TOPIC=QOS",
                         help=f"subscriber reliability for one topic, one of {RECORD_QOS_CHOICES} (default match)")
     parser.add_argument("--depth", type=int, default=100, help="subscriber queue depth (default 100)")
+    parser.add_argument("--no-info", action="store_true",
+                        help="do not add <topic>/info (the model's identity) for latent / puzzle topics")
 
 
 def run(args) -> int:
@@ -177,7 +192,7 @@ def run(args) -> int:
     try:
         options = RecordOptions(
             topics=args.topics, duration=args.duration, max_messages=args.max_messages, depth=args.depth,
-            qos_overrides=parse_qos_overrides(args.qos_override, RECORD_QOS_CHOICES))
+            qos_overrides=parse_qos_overrides(args.qos_override, RECORD_QOS_CHOICES), with_info=not args.no_info)
         with BagRecorder(args.out, options, stop=stop, context=context) as recorder:
             print(f"recording {args.topics} to {args.out}", flush=True)
             summary = recorder.record()

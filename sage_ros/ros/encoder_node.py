@@ -24,24 +24,30 @@ from typing import Any
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.duration import Duration
 from rclpy.executors import ExternalShutdownException
 from rclpy.exceptions import ParameterException
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import String
 
 from sage_ros.ros import params as P
 from sage_ros.ros.compat import watch_publishers
 from sage_ros.ros.diagnostics import EncoderStats, diagnostic_array
+from sage_ros.ros.info import info_qos, info_topic
 from sage_ros.ros.encoding import (ImageConversionError, LatestFrameSlots, Pending, decode_min_size,
                                    encode_frames, frame_from_message, output_messages, reconstruction_messages)
 from sage_ros.ros.qos import input_qos, output_qos, publisher_events, subscription_events
 from sage_ros.runtime.backends import BackendError, make_backend
 from sage_ros.runtime.bundle import BundleError, load_bundle
+from sage_ros.runtime.consumer import shipped_model_dirs
+from sage_ros.runtime.latent_info import info_json, model_info
 from sage_ros.runtime.preprocess import Preprocessor
 
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
 LIVE_PARAMS = ("crop_mode", "max_rate", "publish_reconstruction")  # applied while running, no reconfigure
 THROTTLE_S = 5.0  # at most one log line per cause and call site this often
+INFO_ACK_S = 1.0  # longest wait for subscribers to acknowledge a new <output>/info before encoding goes on
 
 
 @dataclass(frozen=True)
@@ -54,19 +60,6 @@ PRESETS = {
     "tinyvae": Preset("tinyvae_encoder", P.DEFAULT_BUNDLES["tinyvae"]),
     "puzzle": Preset("puzzle_encoder", P.DEFAULT_BUNDLES["puzzle"]),
 }
-
-
-def shipped_model_dirs() -> list[Path]:
-    """Where bundles given by bare name are looked up: the installed share/sage_ros/models, then the source
-    checkout's models/ (a `pip install -e .` or `python -m` run from the repository)."""
-    dirs = []
-    try:
-        from ament_index_python.packages import get_package_share_directory
-        dirs.append(Path(get_package_share_directory("sage_ros")) / "models")
-    except (ImportError, LookupError, OSError, ValueError):
-        pass  # no ament index (AMENT_PREFIX_PATH unset: a venv, not a sourced ROS install) or not installed there
-    dirs.append(Path(__file__).resolve().parents[2] / "models")
-    return dirs
 
 
 def resolve_bundle(value: str, preset: str) -> Path:
@@ -91,6 +84,7 @@ class Camera:
     reconstruction_topic: str
     publisher: Any = None
     reconstruction_publisher: Any = None
+    info_publisher: Any = None  # latched <output>/info (ros/info.py)
     subscription: Any = None
     publisher_watch: Any = None  # Humble only: polls publisher counts (no matched event there; ros/compat.py)
     publishers_matched: int = 0
@@ -114,6 +108,8 @@ class EncoderNode(LifecycleNode):
         self._stop = threading.Event()
         self._active = False
         self._compressed = False
+        self._model_lock = threading.Lock()  # the worker's batch vs a live bundle change (see _swap_bundle)
+        self._info_text = ""  # the <output>/info JSON last published
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._diagnostics_timer = self.create_timer(self._param("diagnostics_period"), self.publish_diagnostics)
 
@@ -122,6 +118,12 @@ class EncoderNode(LifecycleNode):
 
     def _on_set_parameters(self, params):
         result = P.on_set_parameters(params)
+        for param in params if result.successful else ():
+            # configured: swap now; else configure reads it (also while declaring, before __init__ set backend)
+            if param.name == "bundle" and getattr(self, "backend", None) is not None:
+                reason = self._swap_bundle(param.value)
+                if reason:
+                    result.successful, result.reason = False, reason
         if result.successful:
             for param in params:
                 if param.name in LIVE_PARAMS:
@@ -158,6 +160,8 @@ class EncoderNode(LifecycleNode):
             camera.publisher = self.create_lifecycle_publisher(
                 Image, camera.output_topic, output_qos(),
                 event_callbacks=publisher_events(self.get_logger(), camera.output_topic))
+            camera.info_publisher = self.create_lifecycle_publisher(String, info_topic(camera.output_topic),
+                                                                    info_qos())
         info = self.backend.describe()
         self.get_logger().info(
             f"configured: {self.bundle.name} ({self.bundle.architecture}, {self.bundle.precision}) from "
@@ -182,6 +186,7 @@ class EncoderNode(LifecycleNode):
             self.get_logger().error(f"cannot activate: backend warm-up failed: {err}")
             return FAILURE
         result = super().on_activate(state)  # enables the lifecycle publishers
+        self._publish_info(self._live["crop_mode"], force=True)  # latched: late subscribers get it at once
         self._slots = LatestFrameSlots(len(self.cameras))
         message_type = CompressedImage if self._compressed else Image
         qos = input_qos(self._param("qos_reliability"), self._param("qos_depth"))
@@ -238,7 +243,7 @@ class EncoderNode(LifecycleNode):
 
     def _release_backend(self) -> None:
         for camera in self.cameras:
-            for publisher in (camera.publisher, camera.reconstruction_publisher):
+            for publisher in (camera.publisher, camera.reconstruction_publisher, camera.info_publisher):
                 if publisher is not None:
                     self.destroy_lifecycle_publisher(publisher)
         self.cameras = []
@@ -281,7 +286,8 @@ class EncoderNode(LifecycleNode):
                 continue
             next_allowed = time.monotonic() + (1.0 / max_rate if max_rate > 0 else 0.0)
             try:
-                self.process(batch)
+                with self._model_lock:
+                    self.process(batch)
             except Exception as err:  # noqa: BLE001 - the worker must outlive any single bad batch
                 self.stats.error(f"{type(err).__name__}: {err}")
                 self.get_logger().error(f"encoding failed: {type(err).__name__}: {err}",
@@ -307,6 +313,7 @@ class EncoderNode(LifecycleNode):
         if not frames:
             return
         preprocessor = self._current_preprocessor()
+        self._publish_info(preprocessor.crop_mode)  # a new crop mode or model: its info before its first latent
         started = time.perf_counter()
         try:
             outputs = encode_frames(self.backend, preprocessor, frames, [camera for camera, _ in kept])
@@ -344,6 +351,49 @@ class EncoderNode(LifecycleNode):
         if self._preprocessor is None or self._preprocessor.crop_mode != crop_mode:
             self._preprocessor = Preprocessor.from_bundle(self.bundle, crop_mode)
         return self._preprocessor
+
+    # --- model identity (<output>/info) and live bundle changes --------------------------------------------------
+
+    def _publish_info(self, crop_mode: str, force: bool = False) -> None:
+        """Publish the info JSON on every camera's <output>/info when it differs from the last one (or `force`).
+
+        Then wait (at most INFO_ACK_S) until every subscriber acknowledged it, so that the info of a new model
+        reaches subscribers before the first latent it makes is even sent."""
+        text = info_json(model_info(self.bundle, crop_mode))
+        if text == self._info_text and not force:
+            return
+        published = [camera.info_publisher for camera in self.cameras
+                     if camera.info_publisher is not None and self._publish(camera.info_publisher, String(data=text))]
+        self._info_text = text
+        for publisher in published:
+            publisher.wait_for_all_acked(Duration(seconds=INFO_ACK_S))
+
+    def _swap_bundle(self, value: str) -> str | None:
+        """The `bundle` parameter changed while configured: load, check and warm the new bundle up, then replace the
+        old one between two batches (its info goes out before the new model's first latent). None when done, else
+        why not (the old bundle keeps running)."""
+        try:
+            bundle = load_bundle(resolve_bundle(value, self.preset))
+        except BundleError as err:
+            return f"bundle: {err}"
+        if bundle.is_vq != self.bundle.is_vq:
+            return (f"bundle: {bundle.name} ({bundle.architecture}) publishes on a different topic than "
+                    f"{self.bundle.name} ({self.bundle.architecture}); deactivate, cleanup, set bundle, configure")
+        try:
+            backend = make_backend(bundle, self._param("backend"), self._param("device"), **self._backend_options())
+            for batch_size in sorted({1, len(self.cameras)}):
+                backend.warmup(batch_size=batch_size)
+        except (BackendError, ValueError, OSError, ImportError) as err:
+            return f"bundle: cannot start {bundle.name}: {err}"
+        with self._model_lock:  # the worker finishes its batch (old model) first
+            old = self.backend
+            self.bundle, self.backend, self._preprocessor = bundle, backend, None
+            if self._active:
+                self._publish_info(self._live["crop_mode"])
+        old.close()
+        self.get_logger().info(f"bundle changed: now {bundle.name} ({bundle.architecture}, {bundle.precision}) "
+                               f"from {bundle.path}")
+        return None
 
     def _publish(self, publisher, message) -> bool:
         # Publishing can fail (RCLError) under load or while shutting down: count it and go on.

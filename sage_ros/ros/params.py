@@ -43,7 +43,10 @@ class ParamSpec:
 PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("bundle", "", "Model bundle directory (bundle.json + encoder.onnx + decoder.onnx). A bare name is "
               "also looked up in the shipped models (share/sage_ros/models/). Empty: this executable's default "
-              "bundle.", read_only=True),
+              "bundle. Changing it on a configured node loads, checks and warms the new bundle up, then swaps it in "
+              "between two frames and publishes the new <output>/info before its first latent (a bundle of the other "
+              "kind, latent vs puzzle, needs a cleanup + configure); a bundle that fails to load is rejected and "
+              "the old one keeps running."),
     ParamSpec("backend", "auto", "Inference backend: auto = tensorrt if it imports with a GPU, else onnxruntime "
               "(CUDA/TensorRT execution providers when present, else CPU); torch is the reference.",
               choices=BACKENDS, read_only=True),
@@ -78,6 +81,29 @@ PARAMS: tuple[ParamSpec, ...] = (
 )
 SPECS = {spec.name: spec for spec in PARAMS}
 
+# The latent_decoder node (ros/decoder_node.py): latents + <output>/info in, rgb8 reconstructions out.
+DECODER_PARAMS: tuple[ParamSpec, ...] = (
+    ParamSpec("latent_topics", ["latent"], "Latent (or puzzle) topics to decode, each with its latched <topic>/info. "
+              "Images go beside each input: <parent of topic>/reconstruction (puzzle_reconstruction for puzzles).",
+              read_only=True),
+    ParamSpec("model_dirs", [""], "Extra directories holding bundles (<dir>/<bundle>/bundle.json), searched before "
+              "the shipped models (share/sage_ros/models/); empty entries are ignored.", read_only=True),
+    ParamSpec("match_by_name", True, "When no bundle has the info's encoder/decoder sha256, use a bundle with the "
+              "info's model name (diagnostics then warn that its decoder differs from the robot's)."),
+    ParamSpec("backend", "auto", "Inference backend for the decoder (as the encoders' backend parameter).",
+              choices=BACKENDS, read_only=True),
+    ParamSpec("device", "auto", "Device for the backend: auto, cpu, cuda or cuda:N.", read_only=True),
+    ParamSpec("intra_op_threads", 1, "Threads for one decoder run (onnxruntime / torch); 0 = library default.",
+              int_range=(0, 64), read_only=True),
+    ParamSpec("qos_reliability", "best_effort", "Latent subscription reliability. best_effort matches every "
+              "publisher (encoder nodes are reliable, `bag play` defaults to best effort); reliable only matches "
+              "reliable publishers.", choices=RELIABILITIES, read_only=True),
+    ParamSpec("qos_depth", 10, "Latent subscription history depth (keep last).", int_range=(1, 100), read_only=True),
+    ParamSpec("diagnostics_period", 1.0, "Seconds between /diagnostics messages.", float_range=(0.1, 60.0),
+              read_only=True),
+)
+DECODER_SPECS = {spec.name: spec for spec in DECODER_PARAMS}
+
 
 def _type_error(spec: ParamSpec, value: Any) -> str | None:
     # ROS parameters are statically typed: an int given for a double is rejected by rclpy too.
@@ -93,11 +119,12 @@ def _type_error(spec: ParamSpec, value: Any) -> str | None:
     return None if ok else f"{spec.name} must be of type {expected.__name__}, got {type(value).__name__} {value!r}"
 
 
-def validate(name: str, value: Any) -> str | None:
-    """None if `value` is acceptable for parameter `name`, else the reason it is not."""
-    spec = SPECS.get(name)
+def validate(name: str, value: Any, specs: dict[str, ParamSpec] | None = None) -> str | None:
+    """None if `value` is acceptable for parameter `name` (of the encoder, or of `specs`), else the reason."""
+    specs = SPECS if specs is None else specs
+    spec = specs.get(name)
     if spec is None:
-        return f"unknown parameter {name!r}; known: {', '.join(SPECS)}"
+        return f"unknown parameter {name!r}; known: {', '.join(specs)}"
     reason = _type_error(spec, value)
     if reason:
         return reason
@@ -111,6 +138,10 @@ def validate(name: str, value: Any) -> str | None:
         return f"device must be auto, cpu, cuda or cuda:N, got {value!r}"
     if name == "image_topics":
         return _topics_error(list(value))
+    if name == "latent_topics":
+        bad = [topic for topic in value if not _TOPIC.match(topic)]
+        if not value or bad or len(set(value)) != len(value):
+            return f"latent_topics must be distinct valid topic names, at least one; got {list(value)}"
     return None
 
 
@@ -132,21 +163,22 @@ def output_namespace(image_topic: str) -> str:
     return image_topic.rsplit("/", 1)[0] + "/" if "/" in image_topic else ""
 
 
-def validate_all(values: dict[str, Any]) -> list[str]:
+def validate_all(values: dict[str, Any], specs: dict[str, ParamSpec] | None = None) -> list[str]:
     """Reasons for every invalid entry of a parameter dict (unknown names included)."""
-    return [reason for name, value in values.items() if (reason := validate(name, value))]
+    return [reason for name, value in values.items() if (reason := validate(name, value, specs))]
 
 
-def declare_parameters(node, defaults: dict[str, Any] | None = None, extra: Iterable[ParamSpec] = ()) -> None:
-    """Declare PARAMS on `node` (with per-executable `defaults`); overrides from the command line or a
-    parameter file are validated by the node's on-set callback, which must be registered before this."""
+def declare_parameters(node, defaults: dict[str, Any] | None = None, extra: Iterable[ParamSpec] = (),
+                       params: Iterable[ParamSpec] = PARAMS) -> None:
+    """Declare `params` (the encoder's PARAMS by default) on `node` (with per-executable `defaults`); overrides from
+    the command line or a parameter file are validated by the node's on-set callback, registered before this."""
     from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
 
     ros_types = {bool: ParameterType.PARAMETER_BOOL, int: ParameterType.PARAMETER_INTEGER,
                  float: ParameterType.PARAMETER_DOUBLE, str: ParameterType.PARAMETER_STRING,
                  list: ParameterType.PARAMETER_STRING_ARRAY}
     defaults = defaults or {}
-    for spec in (*PARAMS, *extra):
+    for spec in (*params, *extra):
         descriptor = ParameterDescriptor(name=spec.name, type=ros_types[spec.ros_type], read_only=spec.read_only,
                                          description=spec.description)
         if spec.choices:
@@ -160,13 +192,14 @@ def declare_parameters(node, defaults: dict[str, Any] | None = None, extra: Iter
         node.declare_parameter(spec.name, defaults.get(spec.name, spec.default), descriptor)
 
 
-def on_set_parameters(params) -> "SetParametersResult":  # noqa: F821 (imported lazily)
+def on_set_parameters(params, specs: dict[str, ParamSpec] | None = None) -> "SetParametersResult":  # noqa: F821
     """add_on_set_parameters_callback body: reject any invalid value with its reason."""
     from rcl_interfaces.msg import SetParametersResult
 
+    specs = SPECS if specs is None else specs
     for param in params:
-        if param.name in SPECS:
-            reason = validate(param.name, param.value)
+        if param.name in specs:
+            reason = validate(param.name, param.value, specs)
             if reason:
                 return SetParametersResult(successful=False, reason=reason)
     return SetParametersResult(successful=True)

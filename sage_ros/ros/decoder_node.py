@@ -1,0 +1,257 @@
+"""The latent_decoder node: latents (or puzzle grids) + their latched `<topic>/info` in, rgb8 reconstructions out.
+
+Meant for an operator machine (rviz / Foxglove), so the robot need not spend CPU on `publish_reconstruction`.
+For each topic in `latent_topics` it subscribes `<topic>/info` (reliable, transient-local: a late start still gets
+it) and `<topic>`; on each new info it finds the bundle that made the latents among the installed ones
+(runtime/consumer.find_bundle: by encoder+decoder sha256, then decoder sha256, then, if `match_by_name`, by name)
+and decodes every message with that bundle's decoder.onnx (runtime backends). Images are published on
+`<parent>/reconstruction` (`<parent>/puzzle_reconstruction` for puzzles) with the latent's header.
+
+/diagnostics says, per topic, which model it decodes with which bundle, and is ERROR when the bundle is unknown or
+messages disagree with their info (wrong encoding / shape / values: counted, never decoded), WARN while no info has
+arrived or when the bundle was matched by name only. A plain node, not a lifecycle one: it holds nothing until an
+info arrives. Decoding runs in the subscription callback (one decoder call per message; a TinyVAE decode takes well
+under a millisecond, a 224 px puzzle decode a few milliseconds); the subscription's depth bounds the backlog.
+"""
+from __future__ import annotations
+
+import sys
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.exceptions import ParameterException
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from sensor_msgs.msg import Image
+from std_msgs.msg import Header, String
+
+from sage_ros.ros import params as P
+from sage_ros.ros.info import info_qos, info_topic
+from sage_ros.ros.qos import input_qos, output_qos
+from sage_ros.runtime.backends import BackendError
+from sage_ros.runtime.bundle import BundleError
+from sage_ros.runtime.consumer import (BundleNotFound, InfoError, InfoMismatch, LatentDecoder, LatentInfo,
+                                       latent_from_message, shipped_model_dirs)
+from sage_ros.runtime.image_codec import numpy_to_image
+
+THROTTLE_S = 5.0
+COUNTERS = ("received", "published", "no_info", "mismatched", "decode_errors", "publish_errors", "infos")
+
+
+@dataclass
+class Stream:
+    """One decoded topic: its info, decoder, output publisher and counters."""
+    latent_topic: str
+    info: LatentInfo | None = None
+    decoder: LatentDecoder | None = None
+    problem: str = ""          # why this topic is not decoding (unknown bundle, bad info), "" when fine
+    last_mismatch: str = ""
+    publisher: Any = None
+    output_topic: str = ""
+    counts: Counter = field(default_factory=Counter)
+
+    def values(self) -> dict[str, str]:
+        prefix = self.latent_topic
+        out = {f"{prefix}: {name}": str(self.counts[name]) for name in COUNTERS}
+        out[f"{prefix}: model"] = self.info.summary() if self.info else "(no info yet)"
+        if self.decoder is not None:
+            described = self.decoder.describe()
+            out[f"{prefix}: bundle"] = described["bundle"]
+            out[f"{prefix}: matched_by"] = described["matched_by"]
+            out[f"{prefix}: backend"] = f"{described['backend']} {described['device']}"
+            out[f"{prefix}: output"] = self.output_topic
+        if self.problem:
+            out[f"{prefix}: problem"] = self.problem
+        if self.last_mismatch:
+            out[f"{prefix}: last_mismatch"] = self.last_mismatch
+        return out
+
+
+def stream_level(stream: Stream, new: Counter) -> tuple[int, str]:
+    """(DiagnosticStatus level as int, message) for one topic given its counter increments `new` since the last
+    report: ERROR for an unknown bundle / unusable info or disagreeing messages, WARN for no info yet or a bundle
+    matched by name only, else OK."""
+    topic = stream.latent_topic
+    if stream.problem:
+        return 2, f"{topic}: {stream.problem}"
+    if new["mismatched"]:
+        return 2, f"{topic}: {new['mismatched']} messages disagree with their info: {stream.last_mismatch}"
+    if new["decode_errors"] or new["publish_errors"]:
+        return 2, f"{topic}: decode/publish errors: {stream.last_mismatch}"
+    if stream.info is None:
+        return 1, f"{topic}: waiting for {info_topic(topic)} ({stream.counts['no_info']} latents without it)"
+    if stream.decoder is not None and stream.decoder.matched_by == "name":
+        return 1, (f"{topic}: decoding with {stream.decoder.bundle.name} matched by name only: its decoder.onnx "
+                   "differs from the robot's; images may differ")
+    return 0, f"{topic}: decoding {stream.info.model} ({new['published']} images in the last interval)"
+
+
+class LatentDecoderNode(Node):
+    def __init__(self, node_name: str = "latent_decoder", **node_kwargs):
+        super().__init__(node_name, **node_kwargs)
+        self.add_on_set_parameters_callback(lambda params: P.on_set_parameters(params, P.DECODER_SPECS))
+        P.declare_parameters(self, params=P.DECODER_PARAMS)
+        self._lock = threading.Lock()
+        self.streams: list[Stream] = []
+        self._previous: dict[str, Counter] = {}
+        depth = self._param("qos_depth")
+        latent_qos = input_qos(self._param("qos_reliability"), depth)
+        for topic in self._param("latent_topics"):
+            stream = Stream(topic)
+            self.streams.append(stream)
+            self.create_subscription(String, info_topic(topic), partial(self._on_info, stream), info_qos())
+            self.create_subscription(Image, topic, partial(self._on_latent, stream), latent_qos)
+        self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_timer(self._param("diagnostics_period"), self.publish_diagnostics)
+        self.get_logger().info(f"decoding {[s.latent_topic for s in self.streams]} with bundles from "
+                               f"{[str(d) for d in self.model_dirs()]}")
+
+    def _param(self, name: str) -> Any:
+        return self.get_parameter(name).value
+
+    def model_dirs(self) -> list[Path]:
+        return [Path(d).expanduser() for d in self._param("model_dirs") if d] + shipped_model_dirs()
+
+    # --- info: which model made the latents --------------------------------------------------------------------
+
+    def _on_info(self, stream: Stream, msg: String) -> None:
+        stream.counts["infos"] += 1
+        try:
+            info = LatentInfo.parse(msg.data)
+        except InfoError as err:
+            self._set_problem(stream, f"unusable info: {err}")
+            return
+        with self._lock:
+            if stream.decoder is not None and stream.info is not None and stream.info.identity == info.identity:
+                stream.info = info  # same model (a new crop mode, say): the decoder stays
+                stream.decoder.info = info
+                return
+        try:
+            decoder = LatentDecoder(info, self.model_dirs(), backend=self._param("backend"),
+                                    device=self._param("device"), allow_name=self._param("match_by_name"),
+                                    **self._backend_options())
+        except (BundleNotFound, BundleError, BackendError, InfoMismatch, ValueError, OSError, ImportError) as err:
+            with self._lock:
+                old, stream.decoder, stream.info = stream.decoder, None, info
+            if old is not None:
+                old.close()
+            self._set_problem(stream, f"cannot decode {info.summary()}: {err}")
+            return
+        with self._lock:
+            old, stream.decoder, stream.info, stream.problem = stream.decoder, decoder, info, ""
+            self._ensure_publisher(stream)
+        if old is not None:
+            old.close()
+        self.get_logger().info(f"'{stream.latent_topic}': {info.summary()} -> bundle {decoder.bundle.path} "
+                               f"(matched by {decoder.matched_by}) -> '{stream.output_topic}'")
+
+    def _backend_options(self) -> dict:
+        backend, threads = self._param("backend"), self._param("intra_op_threads")
+        if backend in ("auto", "onnxruntime"):
+            return {"intra_op_threads": threads}
+        return {"threads": threads} if backend == "torch" else {}
+
+    def _ensure_publisher(self, stream: Stream) -> None:
+        name = "puzzle_reconstruction" if stream.info.is_puzzle else "reconstruction"
+        topic = P.output_namespace(stream.latent_topic) + name
+        if topic != stream.output_topic:
+            if stream.publisher is not None:
+                self.destroy_publisher(stream.publisher)
+            stream.publisher, stream.output_topic = self.create_publisher(Image, topic, output_qos(depth=2)), topic
+
+    def _set_problem(self, stream: Stream, problem: str) -> None:
+        stream.problem = problem
+        self.get_logger().error(f"'{stream.latent_topic}': {problem}", throttle_duration_sec=THROTTLE_S)
+
+    # --- latents -> images -------------------------------------------------------------------------------------
+
+    def _on_latent(self, stream: Stream, msg: Image) -> None:
+        stream.counts["received"] += 1
+        with self._lock:
+            decoder, publisher = stream.decoder, stream.publisher
+        if decoder is None:
+            stream.counts["no_info"] += 1
+            return
+        image = self.decode(stream, decoder, msg)
+        if image is None:
+            return
+        try:
+            publisher.publish(image)
+            stream.counts["published"] += 1
+        except RuntimeError as err:  # rclpy's RCLError
+            stream.counts["publish_errors"] += 1
+            stream.last_mismatch = f"publish: {err}"
+
+    def decode(self, stream: Stream, decoder: LatentDecoder, msg: Image) -> Image | None:
+        """One latent message -> an rgb8 Image with its header, or None (counted, logged) when it cannot be."""
+        try:
+            pixels = decoder.decode_message(msg)
+        except InfoMismatch as err:
+            stream.counts["mismatched"] += 1
+            stream.last_mismatch = str(err)
+            self.get_logger().error(f"'{stream.latent_topic}': {err}", throttle_duration_sec=THROTTLE_S)
+            return None
+        except BackendError as err:
+            stream.counts["decode_errors"] += 1
+            stream.last_mismatch = f"decoder: {err}"
+            self.get_logger().error(f"'{stream.latent_topic}': decoder failed: {err}", throttle_duration_sec=THROTTLE_S)
+            return None
+        return numpy_to_image(pixels, "rgb8", header=msg.header)
+
+    # --- diagnostics -------------------------------------------------------------------------------------------
+
+    def publish_diagnostics(self) -> None:
+        levels, messages, values = [], [], {}
+        for stream in self.streams:
+            previous = self._previous.get(stream.latent_topic, Counter())
+            new = Counter({name: stream.counts[name] - previous[name] for name in COUNTERS})
+            self._previous[stream.latent_topic] = Counter(stream.counts)
+            level, message = stream_level(stream, new)
+            levels.append(level)
+            messages.append(message)
+            values.update(stream.values())
+        status = DiagnosticStatus(level=bytes([max(levels, default=0)]), name=f"{self.get_fully_qualified_name()}: "
+                                  "latent decoder", message="; ".join(messages), hardware_id=self._param("device"),
+                                  values=[KeyValue(key=k, value=v) for k, v in values.items()])
+        array = DiagnosticArray(header=Header(stamp=self.get_clock().now().to_msg()), status=[status])
+        try:
+            self._diagnostics_pub.publish(array)
+        except RuntimeError as err:
+            self.get_logger().warning(f"diagnostics publish failed: {err}", throttle_duration_sec=THROTTLE_S)
+
+    def close(self) -> None:
+        for stream in self.streams:
+            if stream.decoder is not None:
+                stream.decoder.close()
+                stream.decoder = None
+
+
+def main(args: list[str] | None = None) -> int:
+    """Run the decoder until Ctrl-C / SIGTERM. Exit codes: 0 ok, 2 invalid parameters."""
+    rclpy.init(args=args)
+    node = None
+    try:
+        try:
+            node = LatentDecoderNode()
+        except ParameterException as err:
+            print(f"[latent_decoder] invalid parameter: {err}", file=sys.stderr)
+            return 2
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.close()
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -20,6 +20,8 @@ REPO = Path(__file__).resolve().parents[1]
 LAUNCH_FILE = REPO / "launch" / "perception.launch.py"
 CONFIG_FILE = REPO / "config" / "perception.yaml"
 LAUNCH_OVERRIDDEN = {"image_topics", "bundle", "backend", "device", "input_transport", "use_sim_time"}
+DECODER_LAUNCH_OVERRIDDEN = {"latent_topics", "backend", "device", "use_sim_time"}
+DECODER_SECTION = "/**/latent_decoder"
 
 
 class Recorded:
@@ -141,6 +143,28 @@ def test_launch_starts_entry_points_with_valid_parameters(launch_module, encoder
         assert P.validate_all({k: v for k, v in overrides.items() if k != "use_sim_time"}) == []
 
 
+@pytest.mark.parametrize("encoders, expected", [
+    ("none", ["/front/latent", "/front/puzzle", "/rear/latent", "/rear/puzzle"]),
+    ("tinyvae", ["/front/latent", "/rear/latent"]),
+    ("both", ["/front/latent", "/front/puzzle", "/rear/latent", "/rear/puzzle"]),
+])
+def test_decoder_alone_or_beside_the_encoders(launch_module, encoders, expected):
+    nodes = nodes_for(launch_module, encoders=encoders, decoder="true", camera="/front/image_raw,/rear/image_raw",
+                      namespace="operator")
+    decoder = [n for n in nodes if n.kwargs["executable"] == "latent_decoder"]
+    assert len(decoder) == 1 and len(nodes) == 1 + {"none": 0, "tinyvae": 1, "both": 2}[encoders]
+    kwargs = decoder[0].kwargs
+    assert console_scripts()["latent_decoder"] == "sage_ros.ros.decoder_node:main"
+    assert kwargs["name"] == "latent_decoder" and kwargs["namespace"] == "operator"
+    params_file, overrides = kwargs["parameters"]
+    assert Path(params_file) == CONFIG_FILE and set(overrides) == DECODER_LAUNCH_OVERRIDDEN
+    assert overrides["latent_topics"] == expected
+    assert P.validate_all({k: v for k, v in overrides.items() if k != "use_sim_time"}, P.DECODER_SPECS) == []
+    explicit = nodes_for(launch_module, encoders="none", decoder="true", latent_topics="/a/latent, /b/puzzle")
+    assert explicit[0].kwargs["parameters"][1]["latent_topics"] == ["/a/latent", "/b/puzzle"]
+    assert all(n.kwargs["executable"] != "latent_decoder" for n in nodes_for(launch_module))  # off by default
+
+
 def test_large_data_transport_is_an_option(launch_module):
     description = launch_module.generate_launch_description()
     env = [a for a in description.args[0] if a.args[:1] == ("FASTDDS_BUILTIN_TRANSPORTS",)]
@@ -151,7 +175,12 @@ def test_large_data_transport_is_an_option(launch_module):
 def test_parameter_file_keys_validate_against_declarations():
     config = yaml.safe_load(CONFIG_FILE.read_text())
     executables = {f"/**/{preset.node_name}" for preset in PRESETS.values()}
-    assert set(config) == executables
+    assert set(config) == executables | {DECODER_SECTION}
+    decoder = config.pop(DECODER_SECTION)["ros__parameters"]
+    assert P.validate_all(decoder, P.DECODER_SPECS) == []
+    assert set(decoder) == {spec.name for spec in P.DECODER_PARAMS} - DECODER_LAUNCH_OVERRIDDEN
+    for name, value in decoder.items():
+        assert value == P.DECODER_SPECS[name].default, f"decoder {name}: file and code defaults differ"
     for section in config.values():
         values = section["ros__parameters"]
         assert P.validate_all(values) == []
@@ -181,13 +210,20 @@ def test_real_node_loads_the_parameter_file():
             expected = config[f"/**/{preset.node_name}"]["ros__parameters"]
             assert {name: node.get_parameter(name).value for name in expected} == expected
             node.destroy_node()
+        from sage_ros.ros.decoder_node import LatentDecoderNode
+
+        node = LatentDecoderNode(context=context)
+        expected = config[DECODER_SECTION]["ros__parameters"]
+        assert {name: node.get_parameter(name).value for name in expected} == expected
+        node.destroy_node()
     finally:
         rclpy.try_shutdown(context=context)
 
 
 def test_docs_list_every_parameter_and_launch_argument(launch_module):
     docs = (REPO / "docs" / "ros.md").read_text()
-    for spec in P.PARAMS:
+    for spec in (*P.PARAMS, *P.DECODER_PARAMS):
         assert f"| `{spec.name}` |" in docs, spec.name
+    assert "latent_decoder" in docs
     for name in declared_defaults(launch_module.generate_launch_description()):
         assert f"| `{name}` |" in docs, name

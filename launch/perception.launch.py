@@ -14,7 +14,7 @@ With decoder:=true a latent_decoder node (a plain node) turns the latents of tho
 machine; it finds each model's bundle among the installed ones by the checksums in <latent topic>/info.
 """
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
+from launch.actions import DeclareLaunchArgument, LogInfo, OpaqueFunction, SetEnvironmentVariable
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import LifecycleNode, Node
@@ -41,10 +41,18 @@ ARGUMENTS = (
     ("puzzle_bundle", "puzzle_l64_fp32",
      "VisionPuzzleVAE bundle: a directory, or the name of a shipped bundle in share/sage_ros/models", None),
     ("use_sim_time", "false", "Use /clock (bag replay)", ("true", "false")),
-    ("large_data", "false", "Set FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA for the encoders (set it for the camera "
-     "driver too: ~4x lower latency for VGA frames with Fast DDS)", ("true", "false")),
+    ("large_data", "false", "Set FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA for the encoders (~4x lower latency for VGA "
+     "frames with Fast DDS). Every other participant (camera driver, ros2 topic echo, rviz, bag recorder) must set it "
+     "too: without it, it does not even discover the encoders", ("true", "false")),
     ("log_level", "info", "Node log level", ("debug", "info", "warn", "error", "fatal")),
 )
+
+
+LARGE_DATA_NOTE = (
+    "large_data:=true: the encoders run with FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA. Start EVERY participant that "
+    "talks to them (camera driver, ros2 topic echo / bag record, rviz, latent_decoder) with "
+    "`export FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA` too: a participant without it does not discover the encoders "
+    "(no frames in, no latents out, no error). Fast DDS only (rmw_fastrtps_cpp); see docs/jetson.md.")
 
 
 def _encoder_nodes(context):
@@ -94,5 +102,6 @@ def generate_launch_description():
         *declared,
         SetEnvironmentVariable("FASTDDS_BUILTIN_TRANSPORTS", "LARGE_DATA",
                                condition=IfCondition(LaunchConfiguration("large_data"))),
+        LogInfo(msg=LARGE_DATA_NOTE, condition=IfCondition(LaunchConfiguration("large_data"))),
         OpaqueFunction(function=_encoder_nodes),
     ])

@@ -55,7 +55,7 @@ class Context:
 def launch_module():
     stubs = {
         "launch": {"LaunchDescription": Recorded},
-        "launch.actions": {"DeclareLaunchArgument": Recorded, "OpaqueFunction": Recorded,
+        "launch.actions": {"DeclareLaunchArgument": Recorded, "LogInfo": Recorded, "OpaqueFunction": Recorded,
                            "SetEnvironmentVariable": Recorded},
         "launch.conditions": {"IfCondition": Recorded},
         "launch.substitutions": {"LaunchConfiguration": LaunchConfiguration,
@@ -227,3 +227,14 @@ def test_docs_list_every_parameter_and_launch_argument(launch_module):
     assert "latent_decoder" in docs
     for name in declared_defaults(launch_module.generate_launch_description()):
         assert f"| `{name}` |" in docs, name
+
+
+def test_large_data_sets_the_transport_and_says_every_participant_needs_it(launch_module):
+    actions = launch_module.generate_launch_description().args[0]
+    conditional = [a for a in actions if isinstance(a.kwargs.get("condition"), Recorded)
+                   and a.kwargs["condition"].args[0].args[0] == "large_data"]
+    env = [a for a in conditional if a.args == ("FASTDDS_BUILTIN_TRANSPORTS", "LARGE_DATA")]
+    notes = [a for a in conditional if "msg" in a.kwargs]
+    assert len(env) == 1 and len(notes) == 1, [(a.args, a.kwargs) for a in conditional]
+    message = notes[0].kwargs["msg"]
+    assert "export FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA" in message and "EVERY participant" in message

@@ -107,7 +107,7 @@ def test_qos_defaults_are_sensor_data_in_and_reliable_out():
 
     default_in = input_qos(P.SPECS["qos_reliability"].default, P.SPECS["qos_depth"].default)
     assert (default_in.reliability, default_in.history, default_in.depth) == (
-        ReliabilityPolicy.BEST_EFFORT, HistoryPolicy.KEEP_LAST, 1)
+        ReliabilityPolicy.BEST_EFFORT, HistoryPolicy.KEEP_LAST, 5)  # rclpy sensor-data depth (issue #11)
     assert input_qos("reliable", 5).reliability == ReliabilityPolicy.RELIABLE
     assert output_qos().reliability == ReliabilityPolicy.RELIABLE
 

@@ -35,8 +35,9 @@ from sage_ros.ros import params as P
 from sage_ros.ros.compat import watch_publishers
 from sage_ros.ros.diagnostics import EncoderStats, diagnostic_array
 from sage_ros.ros.info import info_qos, info_topic
-from sage_ros.ros.encoding import (ImageConversionError, LatestFrameSlots, Pending, decode_min_size,
-                                   encode_frames, frame_from_message, output_messages, reconstruction_messages)
+from sage_ros.ros.encoding import (ImageConversionError, LatestFrameSlots, Pending, admission_error,
+                                   decode_min_size, encode_frames, first_decodable, frame_from_message,
+                                   output_messages, reconstruction_messages)
 from sage_ros.ros.qos import input_qos, output_qos, publisher_events, subscription_events
 from sage_ros.runtime.backends import BackendError, make_backend
 from sage_ros.runtime.bundle import BundleError, load_bundle
@@ -45,7 +46,7 @@ from sage_ros.runtime.latent_info import info_json, model_info
 from sage_ros.runtime.preprocess import Preprocessor
 
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
-LIVE_PARAMS = ("crop_mode", "max_rate", "publish_reconstruction")  # applied while running, no reconfigure
+LIVE_PARAMS = ("crop_mode", "max_rate", "publish_reconstruction", "max_input_pixels")  # applied while running
 THROTTLE_S = 5.0  # at most one log line per cause and call site this often
 INFO_ACK_S = 1.0  # longest wait for subscribers to acknowledge a new <output>/info before encoding goes on
 
@@ -166,7 +167,8 @@ class EncoderNode(LifecycleNode):
         self.get_logger().info(
             f"configured: {self.bundle.name} ({self.bundle.architecture}, {self.bundle.precision}) from "
             f"{self.bundle.path} on {info.get('backend')} {info.get('device')} "
-            f"{info.get('providers', '')}; {[c.input_topic for c in self.cameras]} -> "
+            + (f"(device {info['requested_device']} asked for, not available) " if "requested_device" in info else "")
+            + f"{info.get('providers', '')}; {[c.input_topic for c in self.cameras]} -> "
             f"{[c.output_topic for c in self.cameras]}")
 
     def _backend_options(self) -> dict:
@@ -193,7 +195,8 @@ class EncoderNode(LifecycleNode):
         for index, camera in enumerate(self.cameras):
             events = subscription_events(self.get_logger(), camera.input_topic,
                                          on_matched=partial(self._on_matched, camera),
-                                         on_lost=partial(self.stats.add, "lost"))
+                                         on_lost=partial(self.stats.add, "lost"),
+                                         reliable=self._param("qos_reliability") == "reliable")
             camera.subscription = self.create_subscription(
                 message_type, camera.input_topic, partial(self._on_frame, index), qos, event_callbacks=events)
             camera.publisher_watch = watch_publishers(self, camera.subscription, events,
@@ -264,10 +267,20 @@ class EncoderNode(LifecycleNode):
     # --- data path ------------------------------------------------------------------------------------------
 
     def _on_frame(self, camera: int, msg) -> None:
+        # Validate before the slot: a malformed or oversized frame must never evict a good one (issue #11).
         self.stats.add("received")
+        reason = admission_error(msg, compressed=self._compressed, max_pixels=self._live["max_input_pixels"])
+        if reason is not None:
+            self._bad_frame(camera, reason)
+            return
         slots = self._slots
         if slots is not None and slots.put(camera, Pending(msg, time.monotonic())):
             self.stats.add("dropped")
+
+    def _bad_frame(self, camera: int, reason: str) -> None:
+        topic = self.cameras[camera].input_topic if camera < len(self.cameras) else str(camera)
+        self.stats.error(f"bad frame on {topic}: {reason}", "bad_frames")
+        self.get_logger().warning(f"bad frame on '{topic}': {reason}", throttle_duration_sec=THROTTLE_S)
 
     def _on_matched(self, camera: Camera, count: int) -> None:
         camera.publishers_matched = count
@@ -296,15 +309,19 @@ class EncoderNode(LifecycleNode):
     def _frames(self, batch: list[tuple[int, Pending]]) -> tuple[list, list]:
         """Decode every pending message; bad ones are counted and logged (throttled), never encoded."""
         min_size = decode_min_size(self.bundle, self._live["crop_mode"])
+        decode = partial(frame_from_message, compressed=self._compressed, min_size=min_size,
+                         max_pixels=self._live["max_input_pixels"])
         frames, kept = [], []
         for camera, pending in batch:
-            try:
-                frames.append(frame_from_message(pending.msg, compressed=self._compressed, min_size=min_size))
-                kept.append((camera, pending))
-            except ImageConversionError as err:
-                self.stats.error(f"bad frame on {self.cameras[camera].input_topic}: {err}", "bad_frames")
-                self.get_logger().warning(f"bad frame on '{self.cameras[camera].input_topic}': {err}",
-                                          throttle_duration_sec=THROTTLE_S)
+            # one frame's failure (any exception) costs neither this camera's previous frame nor another camera's
+            frame, used, reasons = first_decodable(pending, decode)
+            for reason in reasons:
+                self._bad_frame(camera, reason)
+            if used is not None:
+                if used is not pending:
+                    self.stats.add("dropped", -1)  # counted dropped when superseded; encoded after all
+                frames.append(frame)
+                kept.append((camera, used))
         return frames, kept
 
     def process(self, batch: list[tuple[int, Pending]]) -> None:
@@ -434,10 +451,23 @@ class EncoderNode(LifecycleNode):
             self.get_logger().warning(f"diagnostics publish failed: {err}", throttle_duration_sec=THROTTLE_S)
 
 
+def init_rclpy_or_explain(args: list[str] | None, name: str) -> bool:
+    """rclpy.init; False after one clear line on stderr when it fails (a --params-file that does not exist or
+    does not parse raises RCLError, a RuntimeError, from deep inside rcl)."""
+    try:
+        rclpy.init(args=args)
+    except RuntimeError as err:
+        print(f"[{name}] cannot start: {str(err).split(', at ')[0]} (check --ros-args, e.g. that the "
+              "--params-file exists and is valid YAML)", file=sys.stderr)
+        return False
+    return True
+
+
 def main(args: list[str] | None = None, preset: str = "tinyvae") -> int:
     """Run one encoder node until Ctrl-C / SIGTERM. Exit codes: 0 ok, 1 configure/activate failed (autostart),
-    2 invalid parameters."""
-    rclpy.init(args=args)
+    2 invalid parameters (or arguments rclpy cannot parse, e.g. a missing --params-file)."""
+    if not init_rclpy_or_explain(args, PRESETS[preset].node_name):
+        return 2
     node = None
     try:
         try:

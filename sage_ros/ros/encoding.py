@@ -10,8 +10,8 @@ from typing import Any, Hashable, Sequence
 
 import numpy as np
 
-from sage_ros.runtime.image_codec import (ImageConversionError, decode_compressed, image_msg_to_rgb8,
-                                          numpy_to_image)
+from sage_ros.runtime.image_codec import (DEFAULT_MAX_PIXELS, ImageConversionError, check_compressed, check_image,
+                                          decode_compressed, image_msg_to_rgb8, image_to_numpy, numpy_to_image)
 from sage_ros.runtime.messages import output_to_image
 from sage_ros.runtime.preprocess import Preprocessor
 
@@ -25,14 +25,52 @@ def decode_min_size(bundle, crop_mode: str) -> int | None:
     return None if crop_mode == "motion" else max(bundle.input_size)
 
 
-def frame_from_message(msg: Any, *, compressed: bool, min_size: int | None = None) -> np.ndarray:
+def frame_from_message(msg: Any, *, compressed: bool, min_size: int | None = None,
+                       max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """sensor_msgs/Image (any supported encoding) or CompressedImage -> H x W x 3 uint8 RGB.
 
-    Raises ImageConversionError for anything malformed, unsupported or non-finite.
+    Raises ImageConversionError for anything malformed, unsupported, non-finite or larger than `max_pixels`.
     """
     if compressed:
-        return decode_compressed(msg, min_size)
+        return decode_compressed(msg, min_size, max_pixels)
+    check_image(msg, max_pixels)
     return image_msg_to_rgb8(msg)
+
+
+def admission_error(msg: Any, *, compressed: bool, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> str | None:
+    """Why a message may not take a latest-frame-wins slot (None: it may), checked in the subscription callback.
+
+    Raw frames get every check their conversion makes (fields, data length, size limit, NaN/inf in float
+    images: a VGA 32FC1 scan costs ~0.3 ms), so an admitted raw frame always converts. Compressed frames get what
+    the header tells (format, declared size against `max_pixels`) without decoding; corrupt entropy-coded data
+    shows only when the worker decodes, which is why a slot also keeps the frame its newest one superseded.
+    """
+    try:
+        if compressed:
+            check_compressed(msg, max_pixels)
+        else:
+            check_image(msg, max_pixels)
+            if msg.encoding == "32FC1" and not np.isfinite(image_to_numpy(msg)).all():
+                raise ImageConversionError("32FC1 image holds NaN or inf")
+    except ImageConversionError as err:
+        return str(err)
+    except Exception as err:  # noqa: BLE001 - a hostile message must never raise out of a callback
+        return f"{type(err).__name__}: {err}"
+    return None
+
+
+def first_decodable(pending: "Pending", decode) -> tuple[np.ndarray | None, "Pending | None", list[str]]:
+    """Decode the newest frame of a slot, else the valid frame it superseded: (frame, the Pending used, reasons
+    of every frame that failed). A frame that fails never costs its camera the frame before it."""
+    reasons = []
+    candidate = pending
+    while candidate is not None:
+        try:
+            return decode(candidate.msg), candidate, reasons
+        except Exception as err:  # noqa: BLE001 - ImageConversionError, cv2.error, MemoryError: all a bad frame
+            reasons.append(str(err) if isinstance(err, ImageConversionError) else f"{type(err).__name__}: {err}")
+        candidate = candidate.previous
+    return None, None, reasons
 
 
 def encode_frames(backend, preprocessor: Preprocessor, frames: Sequence[np.ndarray],
@@ -60,6 +98,11 @@ def to_rgb8(images_nchw: np.ndarray, input_range: tuple[float, float]) -> np.nda
     return np.ascontiguousarray(np.clip(scaled + 0.5, 0, 255).astype(np.uint8).transpose(0, 2, 3, 1))
 
 
+# How many superseded frames a slot keeps behind its newest one: compressed frames whose data is corrupt pass the
+# callback's header checks, and this many of them in a row still leave the good frame before them to encode.
+FALLBACK_DEPTH = 3
+
+
 class LatestFrameSlots:
     """One slot per camera holding only its newest message: latest frame wins, nothing ever queues.
 
@@ -74,9 +117,18 @@ class LatestFrameSlots:
         self.dropped = 0
 
     def put(self, camera: int, item: Any) -> bool:
-        """Store `item`; True when it replaced one that was never encoded (a drop)."""
+        """Store `item`; True when it replaced one that was never encoded (a drop). An item with a `previous`
+        attribute (Pending) keeps the one it replaced there, up to FALLBACK_DEPTH older items, so the worker can
+        fall back to them when newer ones do not decode."""
         with self._ready:
-            replaced = self._slots[camera] is not None
+            old = self._slots[camera]
+            replaced = old is not None
+            if replaced and hasattr(item, "previous"):
+                item.previous = old
+                tail, kept = old, 1
+                while tail.previous is not None and kept < FALLBACK_DEPTH:
+                    tail, kept = tail.previous, kept + 1
+                tail.previous = None
             self.dropped += replaced
             self._slots[camera] = item
             self._ready.notify()
@@ -106,10 +158,13 @@ class LatestFrameSlots:
 
 @dataclass
 class Pending:
-    """A received message waiting in its slot, with its receive time (monotonic s) for latency."""
+    """A received message waiting in its slot, with its receive time (monotonic s) for latency, and the admitted
+    frame it superseded (kept until this one has decoded)."""
     msg: Any
     received: float
+    previous: "Pending | None" = None
 
 
-__all__ = ["ImageConversionError", "decode_min_size", "frame_from_message", "encode_frames", "output_messages",
+__all__ = ["ImageConversionError", "decode_min_size", "frame_from_message", "admission_error", "first_decodable",
+           "encode_frames", "output_messages",
            "reconstruction_messages", "to_rgb8", "LatestFrameSlots", "Pending"]

@@ -10,6 +10,9 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterable
 
+# = sage_ros.runtime.image_codec.DEFAULT_MAX_PIXELS (not imported: this module stays free of cv2/numpy; a test
+# checks they agree).
+DEFAULT_MAX_PIXELS = 4096 * 4096
 # Bundle each executable loads when `bundle` is empty: directory names under the shipped models/
 # (share/sage_ros/models). fp32: onnxruntime runs TinyVAE's int8 QDQ graph slower than fp32 on a CPU, fp32
 # puzzle codes are exactly the evaluated model's, and TensorRT builds an FP16 engine from fp32 ONNX on a Jetson
@@ -61,8 +64,15 @@ PARAMS: tuple[ParamSpec, ...] = (
               choices=TRANSPORTS, read_only=True),
     ParamSpec("qos_reliability", "best_effort", "Input QoS reliability. best_effort (sensor data) matches every "
               "camera driver; reliable only matches reliable publishers.", choices=RELIABILITIES, read_only=True),
-    ParamSpec("qos_depth", 1, "Input QoS history depth (keep last). 1 = latest frame only.",
+    ParamSpec("qos_depth", 5, "Input QoS history depth (keep last), as rclpy's sensor-data profile. The node "
+              "still encodes only the newest frame (latest frame wins), so a deeper history adds no latency; with "
+              "depth 1 the middleware itself replaces a good frame by a malformed one that follows it before the "
+              "node can refuse the malformed one (measured: bench/input_depth.py).",
               int_range=(1, 100), read_only=True),
+    ParamSpec("max_input_pixels", DEFAULT_MAX_PIXELS, "Most pixels (width x height) an input frame may have or, "
+              "compressed, declare in its PNG/JPEG header; larger frames are refused before decoding and counted "
+              "as bad_frames (decompression bombs). Default 4096 x 4096: every camera up to 16 MP.",
+              int_range=(1, 1 << 30)),
     ParamSpec("crop_mode", "resize", "How a frame becomes the model input: resize (whole frame, area "
               "interpolation, as in training), center (centre square crop), letterbox (pad to square), motion "
               "(window around the peak of frame-difference energy).", choices=CROP_MODES),

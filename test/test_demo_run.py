@@ -198,3 +198,26 @@ def test_find_models_picks_the_shipped_bundles():
     assert len({b.latent_shape for b in found.tinyvae.values()}) == 1
     assert all(b.architecture == "TinyVAE" and not demo.is_untrained(b) for b in found.tinyvae.values())
     assert found.puzzle is not None and found.puzzle.precision == "fp32"
+
+
+def test_contact_sheet_decodes_only_through_the_recorded_info(tmp_path):
+    """The picture's decoders come from each output's recorded <output>/info (consumer API, bundle by checksum):
+    a recording without it, or whose info names another model, is an error rather than a silently wrong picture."""
+    from demo_helpers import export_untrained_tinyvae
+    from sage_ros.demo.sheet import recorded_decoders
+    from sage_ros.runtime.bundle import load_bundle
+    from sage_ros.runtime.latent_info import LatentInfo, model_info
+
+    fp32 = load_bundle(export_untrained_tinyvae(tmp_path / "models" / "fp32", "fp32"))
+    int8 = load_bundle(export_untrained_tinyvae(tmp_path / "models" / "int8", "int8"))
+    run = demo.EncoderRun("tinyvae_fp32", "tinyvae", fp32, "/camera/tinyvae_fp32/latent")
+    recording = demo.Recording(outputs={run.output_topic: []})
+    with pytest.raises(demo.DemoError, match="no /camera/tinyvae_fp32/latent/info"):
+        recorded_decoders(recording, [run])
+    recording.infos[run.output_topic] = LatentInfo.parse(model_info(int8))
+    with pytest.raises(demo.DemoError, match="not the started"):
+        recorded_decoders(recording, [run])
+    recording.infos[run.output_topic] = LatentInfo.parse(model_info(fp32))
+    decoders = recorded_decoders(recording, [run])
+    assert decoders["tinyvae_fp32"].matched_by == "checksum"
+    decoders["tinyvae_fp32"].close()

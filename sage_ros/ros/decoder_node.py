@@ -105,7 +105,9 @@ class LatentDecoderNode(Node):
         for topic in self._param("latent_topics"):
             stream = Stream(topic)
             self.streams.append(stream)
-            self.create_subscription(String, info_topic(topic), partial(self._on_info, stream), info_qos())
+            # beside the latent topic as remapped (`-r latent:=x` subscribes x/info)
+            self.create_subscription(String, info_topic(self.resolve_topic_name(topic)), partial(self._on_info, stream),
+                                     info_qos())
             self.create_subscription(Image, topic, partial(self._on_latent, stream), latent_qos)
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_timer(self._param("diagnostics_period"), self.publish_diagnostics)

@@ -161,8 +161,9 @@ class EncoderNode(LifecycleNode):
             camera.publisher = self.create_lifecycle_publisher(
                 Image, camera.output_topic, output_qos(),
                 event_callbacks=publisher_events(self.get_logger(), camera.output_topic))
-            camera.info_publisher = self.create_lifecycle_publisher(String, info_topic(camera.output_topic),
-                                                                    info_qos())
+            # beside the output as remapped (`-r latent:=x` moves the info to x/info too)
+            camera.info_publisher = self.create_lifecycle_publisher(
+                String, info_topic(self.resolve_topic_name(camera.output_topic)), info_qos())
         info = self.backend.describe()
         self.get_logger().info(
             f"configured: {self.bundle.name} ({self.bundle.architecture}, {self.bundle.precision}) from "

@@ -2,6 +2,8 @@
 the installed Kilted rclpy (test/humble_rclpy.py: no rclpy.event_handler, rclpy.qos_event with Humble's
 signatures, no matched events), gets frames over real DDS and publishes the latents an offline encoding gives;
 publishers connecting and leaving are still logged and in /diagnostics (polled: ros/compat.py)."""
+import ast
+import json
 import os
 import subprocess
 import sys
@@ -129,3 +131,107 @@ def test_encoder_node_under_humble_surface_publishes_latents(graph, tmp_path):
     finally:
         node.stop()
     assert "Traceback" not in node.log(), node.log()
+
+
+# --- static: every rclpy name the package uses exists in Humble's rclpy ------------------------------------------
+SURFACE = json.loads((REPO / "test" / "data" / "rclpy_humble_surface.json").read_text())
+C_EXTENSIONS = {"rclpy._rclpy_pybind11"}  # compiled; Humble's impl/implementation_singleton.py loads it by this name
+NODE_METHODS = {name for cls in ("rclpy.node.Node", "rclpy.lifecycle.node.LifecycleNodeMixin",
+                                 "rclpy.lifecycle.managed_entity.ManagedEntity") for name in SURFACE["classes"][cls]}
+LOGGER_METHODS = set(SURFACE["classes"]["rclpy.impl.rcutils_logger.RcutilsLogger"])
+
+
+def _guarded(tree) -> set[int]:
+    """ids of imports in a `try:` body whose handler catches ImportError (a fallback import is checked instead)."""
+    guarded = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Try) and any(
+                h.type is not None and any(isinstance(n, ast.Name) and n.id in ("ImportError", "ModuleNotFoundError")
+                                           for n in ast.walk(h.type)) for h in node.handlers):
+            guarded.update(id(sub) for stmt in node.body for sub in ast.walk(stmt))
+    return guarded
+
+
+def _module_has(module: str, name: str) -> bool:
+    return module in C_EXTENSIONS or name in SURFACE["modules"].get(module, ()) or \
+        f"{module}.{name}" in SURFACE["modules"]
+
+
+def humble_surface_violations(path: Path) -> list[str]:
+    tree = ast.parse(path.read_text(), str(path))
+    guarded, bad = _guarded(tree), []
+    where = str(path.relative_to(REPO)) if REPO in path.parents else path.name
+    for node in ast.walk(tree):
+        if id(node) in guarded:
+            continue
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "rclpy":
+            if node.module not in SURFACE["modules"] and node.module not in C_EXTENSIONS:
+                bad.append(f"{where}:{node.lineno}: module {node.module} does not exist on Humble")
+            else:
+                bad += [f"{where}:{node.lineno}: {node.module}.{a.name} does not exist on Humble"
+                        for a in node.names if not _module_has(node.module, a.name)]
+        elif isinstance(node, ast.Import):
+            bad += [f"{where}:{node.lineno}: module {a.name} does not exist on Humble" for a in node.names
+                    if a.name.startswith("rclpy.") and a.name not in SURFACE["modules"]]
+        elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "rclpy":
+            if not _module_has("rclpy", node.attr):
+                bad.append(f"{where}:{node.lineno}: rclpy.{node.attr} does not exist on Humble")
+        elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute) and \
+                isinstance(node.value.value, ast.Name) and node.value.value.id == "rclpy" and \
+                f"rclpy.{node.value.attr}" in SURFACE["modules"]:
+            if not _module_has(f"rclpy.{node.value.attr}", node.attr):
+                bad.append(f"{where}:{node.lineno}: rclpy.{node.value.attr}.{node.attr} does not exist on Humble")
+        elif isinstance(node, ast.ClassDef) and any(isinstance(b, ast.Name) and b.id in ("Node", "LifecycleNode")
+                                                    for b in node.bases):
+            own = {item.name for item in node.body if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef))}
+            own |= {t.attr for sub in ast.walk(node) if isinstance(sub, (ast.Assign, ast.AnnAssign))
+                    for t in (sub.targets if isinstance(sub, ast.Assign) else [sub.target])
+                    if isinstance(t, ast.Attribute) and isinstance(t.value, ast.Name) and t.value.id == "self"}
+            for call in ast.walk(node):
+                if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute)):
+                    continue
+                target, name = call.func.value, call.func.attr
+                on_self = isinstance(target, ast.Name) and target.id == "self"
+                on_super = isinstance(target, ast.Call) and getattr(target.func, "id", None) == "super"
+                if (on_self and name not in own or on_super) and name not in NODE_METHODS:
+                    bad.append(f"{where}:{call.lineno}: {node.name} calls Node.{name}, absent on Humble")
+                on_logger = isinstance(target, ast.Call) and isinstance(target.func, ast.Attribute) and \
+                    target.func.attr == "get_logger"
+                if on_logger and name not in LOGGER_METHODS:
+                    bad.append(f"{where}:{call.lineno}: logger.{name} does not exist on Humble")
+    return bad
+
+
+def test_every_rclpy_name_used_exists_on_humble():
+    """Static complement of the simulation: every rclpy module / name imported or used as rclpy.x.y in sage_ros/, and
+    every Node / LifecycleNode / logger method node classes call, exists in rclpy's humble branch (snapshot:
+    test/data/rclpy_humble_surface.json, made by scripts/rclpy_surface.py)."""
+    files = sorted((REPO / "sage_ros").rglob("*.py"))
+    violations = [v for path in files for v in humble_surface_violations(path)]
+    assert not violations, "\n".join(violations)
+
+
+def test_the_static_check_catches_post_humble_api(tmp_path):
+    probe = tmp_path / "probe.py"
+    source = textwrap.dedent("""
+        from rclpy.event_handler import SubscriptionEventCallbacks
+        from rclpy.qos import QoSProfile, NoSuchThing
+        from rclpy.lifecycle import LifecycleNode
+        import rclpy
+        class N(LifecycleNode):
+            def go(self):
+                self.create_subscription(1, 2, 3, 4)
+                self.get_publishers_info_by_topic("x")
+                self.no_such_node_method()
+                self.get_logger().warning("ok")
+                self.get_logger().no_such_level("x")
+                rclpy.spin_once(self)
+                rclpy.no_such_function()
+    """)
+    probe.write_text(source)
+    found = humble_surface_violations(probe)
+    text = "\n".join(found)
+    assert len(found) == 5, text
+    for needle in ("rclpy.event_handler", "NoSuchThing", "no_such_node_method", "no_such_level",
+                   "no_such_function"):
+        assert needle in text, text

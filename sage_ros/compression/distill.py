@@ -40,7 +40,8 @@ from sage_ros.models.common import kl_divergence
 
 from .checkpoints import MODEL_FILE, CheckpointError, load_model
 from .datasets import load_images
-from .train import TrainConfig, distributed_context, evaluate_reconstruction, fit, train, write_run_outputs
+from .train import (TrainConfig, curve_images, distributed_context, evaluate_reconstruction, fit, held_out_curve,
+                    train, training_stream, write_run_outputs)
 
 IMAGE_SIZE = 32
 
@@ -184,7 +185,11 @@ def _student_run(cfg, dcfg, teacher, features, images, run_dir: Path, job: str, 
     else:
         module = _NoTeacher(student)
         dcfg = dataclasses.replace(dcfg, w_lat=0.0, w_out=0.0, w_perc=0.0)
-    stats = fit(module, distill_loss_fn(teacher, features, dcfg), images, cfg, run_dir, job=job)
+    curve = None
+    if cfg.eval_every > 0:  # the held-out curve of the student itself (not of the wrapper with P)
+        student_curve = held_out_curve(*curve_images(cfg, IMAGE_SIZE, images))
+        curve = lambda m: student_curve(m.student)  # noqa: E731
+    stats = fit(module, distill_loss_fn(teacher, features, dcfg), images, cfg, run_dir, job=job, curve=curve)
     return student.eval(), module, stats
 
 
@@ -203,9 +208,8 @@ def distill(cfg: TrainConfig, dcfg: DistillConfig, run_dir: str | Path, *, train
             test_images=None) -> dict:
     """Teacher (trained if absent) -> distilled student (+ baseline); returns the comparison report."""
     run_dir = Path(run_dir)
-    if train_images is None:
-        train_images = load_images(cfg.data, IMAGE_SIZE, "train", path=cfg.data_path, topic=cfg.topic,
-                                   limit=cfg.limit)
+    if train_images is None:  # fresh crops per batch for the bundled data (train.training_stream)
+        train_images = training_stream(cfg, IMAGE_SIZE)
     if test_images is None:
         test_images = load_images(cfg.data, IMAGE_SIZE, "test", path=cfg.data_path, topic=cfg.topic)
     rank, _world, device = distributed_context(cfg.device)

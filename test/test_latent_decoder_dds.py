@@ -270,3 +270,46 @@ def test_bag_record_keeps_the_info_topic(env):
     assert set(topics) == {f"{NS}/front/latent", f"{NS}/front/latent/info"}
     assert topics[f"{NS}/front/latent/info"].ext.offered_qos_profiles[0].durability.name == "TRANSIENT_LOCAL"
     assert infos == [env["events"].of("info")[-1].data]  # latched before recording began, still recorded
+
+
+def test_a_crop_mode_change_is_announced_before_its_first_latent(env):
+    client = env["graph"].node.create_client(SetParameters, f"{NS}/tinyvae_encoder/set_parameters")
+    request = SetParameters.Request(parameters=[Parameter(name="crop_mode", value=ParameterValue(
+        type=ParameterType.PARAMETER_STRING, string_value="center"))])
+    assert env["graph"].call(client, request).results[0].successful
+    try:
+        with env["events"].lock:
+            before = len(env["events"])
+        latent_msg, _ = publish_until(env, env["frames"][3], 500)
+        with env["events"].lock:
+            order = [(kind, msg) for kind, _, msg in env["events"][before:] if kind in ("info", "latent")]
+        infos = [i for i, (kind, msg) in enumerate(order)
+                 if kind == "info" and json.loads(msg.data)["input"]["crop_mode"] == "center"]
+        first = next(i for i, (kind, msg) in enumerate(order) if kind == "latent" and stamp_of(msg) == (500, 500000))
+        assert infos and infos[0] < first, order
+    finally:
+        request.parameters[0].value.string_value = "resize"
+        env["graph"].call(client, request)
+
+
+def test_decoder_status_levels():
+    """ERROR for an unknown bundle or disagreeing messages, WARN before any info or for a name-only match, OK."""
+    from collections import Counter
+    from types import SimpleNamespace
+
+    from sage_ros.ros.decoder_node import Stream, stream_level
+
+    stream = Stream("cam/latent")
+    assert stream_level(stream, Counter())[0] == 1 and "waiting for cam/latent/info" in stream_level(stream, Counter())[1]
+    stream.info = LatentInfo.parse(model_info(SimpleNamespace(
+        name="m", architecture="TinyVAE", precision="fp32", is_vq=False, input_size=(64, 64), latent_shape=(8,),
+        input_range=(0.0, 1.0), meta={"input": {}}, encoder_path=SimpleNamespace(name="e"),
+        decoder_path=SimpleNamespace(name="d"), sha256=lambda name: name * 64)))
+    stream.decoder = SimpleNamespace(matched_by="name", bundle=SimpleNamespace(name="m"))
+    assert stream_level(stream, Counter(published=3))[0] == 1
+    stream.decoder.matched_by = "checksum"
+    assert stream_level(stream, Counter(published=3)) == (0, "cam/latent: decoding m (3 images in the last interval)")
+    stream.last_mismatch = "message is 2 x 9"
+    assert stream_level(stream, Counter(mismatched=1))[0] == 2
+    stream.problem = "cannot decode m: no bundle"
+    assert stream_level(stream, Counter())[0] == 2

@@ -24,6 +24,7 @@ BAG_VERBS = {
     "play": ("sage_ros.bag.play", "publish a rosbag2 bag on live topics"),
     "record": ("sage_ros.bag.record", "record live topics to an mcap bag"),
     "encode": ("sage_ros.bag.encode", "encode a bag's image topic into latents offline"),
+    "recover": ("sage_ros.bag.recover", "turn a partial or truncated bag into a complete one (its intact prefix)"),
 }
 
 

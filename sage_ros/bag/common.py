@@ -36,7 +36,38 @@ def open_reader(path: str | os.PathLike) -> Reader:
         reader = Reader(path)
         reader.open()
     except Exception as exc:  # rosbags raises several types (ReaderError, KeyError on odd metadata)
-        raise BagError(f"cannot open bag {path}: {exc}") from exc
+        return _open_intact_prefix(path, exc)
+    return reader
+
+
+def _open_intact_prefix(path: Path, error: Exception) -> Reader:
+    """A bag that does not open (truncated, killed while recording, no metadata.yaml): recover its intact prefix
+    into a temporary bag (bag.recover) and read that, with a warning saying how much was lost."""
+    import sys
+    import tempfile
+    import weakref
+
+    from sage_ros.bag.recover import salvage_to
+
+    workdir = Path(tempfile.mkdtemp(prefix="sage_ros_salvage_"))
+    try:
+        report = salvage_to(path, workdir / "recovered")
+        if not report.recovered:
+            raise BagError(f"cannot open bag {path}: {error}; and no intact message could be recovered "
+                           f"({report.stopped_by or 'empty'})")
+        reader = Reader(workdir / "recovered")
+        reader.open()
+    except BaseException as exc:
+        shutil.rmtree(workdir, ignore_errors=True)
+        if isinstance(exc, BagError) and str(exc).startswith("cannot open bag"):
+            raise
+        if isinstance(exc, Exception):
+            raise BagError(f"cannot open bag {path}: {error} (recovery failed too: {exc})") from exc
+        raise
+    weakref.finalize(reader, shutil.rmtree, workdir, True)
+    print(f"warning: bag {path} is damaged ({error}); reading its intact prefix: {report.lost_text}"
+          + (f"; stopped at {report.stopped_by}" if report.stopped_by else "")
+          + ". `sage-ros bag recover` writes it out as a complete bag.", file=sys.stderr, flush=True)
     return reader
 
 

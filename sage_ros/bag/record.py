@@ -5,6 +5,9 @@ so the bag is self-describing (readable by rosbags, the mcap library and `ros2 b
 the ROS graph; a topic that is not published yet is picked up as soon as it appears. Subscriber QoS matches the
 publishers (reliable when every publisher is reliable, e.g. latents; best effort otherwise). SIGINT / SIGTERM
 stop recording cleanly: the bag is closed and only then appears under its name (never a truncated bag).
+A `kill -9` (or power loss) cannot close it: what was recorded until then is in the hidden
+`.<name>.partial-<pid>/<name>/<name>.mcap`, whose MCAP chunks are closed and flushed to the OS at least every
+FLUSH_PERIOD_S, so at most that much is lost; `sage-ros bag recover` (bag/recover.py) turns it into a complete bag.
 Recording a `latent` / `puzzle` topic also records its latched `<topic>/info` (the model's identity; unless
 --no-info), with transient-local QoS, so it is in the bag even when it was published before recording began.
 """
@@ -25,6 +28,22 @@ from sage_ros.bag.live import StopFlag, init_rclpy, message_class, parse_qos_ove
 
 RECORD_QOS_CHOICES = ("match", "reliable", "best_effort")
 RESOLVE_PERIOD_S = 0.25  # how often unresolved topics are looked up in the graph
+FLUSH_PERIOD_S = 0.25  # most seconds of received messages a kill -9 can cost (see flush_chunk)
+
+
+def flush_chunk(writer) -> None:
+    """Close the MCAP chunk being filled and hand the file's bytes to the OS, so a crash keeps them.
+
+    rosbags' mcap writer closes a chunk only once it holds 1 MiB (minutes of latents) and has no public flush:
+    this reaches into its storage object (rosbags 0.11: `storage.chunk`, `close_chunk()`, `bio`), and does
+    nothing if a rosbags version lays it out differently (test_bag_crash checks it still works).
+    """
+    storage = getattr(writer, "storage", None)
+    chunk = getattr(storage, "chunk", None)
+    if chunk is None or not hasattr(storage, "close_chunk") or not chunk.bio.tell():
+        return
+    storage.close_chunk()
+    storage.bio.flush()
 
 
 @dataclass
@@ -78,6 +97,7 @@ class BagRecorder:
         executor.add_node(self.node)
         start = time.monotonic()
         next_resolve = start
+        self._next_flush = start + FLUSH_PERIOD_S
         with atomic_bag_writer(self.out) as writer:
             self.writer = writer
             while not self._finished(start):
@@ -85,6 +105,9 @@ class BagRecorder:
                     self._resolve_pending()
                     next_resolve = time.monotonic() + RESOLVE_PERIOD_S
                 executor.spin_once(timeout_sec=0.05)
+                if time.monotonic() >= self._next_flush:
+                    flush_chunk(writer)
+                    self._next_flush = time.monotonic() + FLUSH_PERIOD_S
             for sub in self.subscriptions:  # no callback may write once the writer starts closing
                 self.node.destroy_subscription(sub)
             executor.remove_node(self.node)

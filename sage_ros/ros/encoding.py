@@ -12,6 +12,7 @@ import numpy as np
 
 from sage_ros.runtime.image_codec import (DEFAULT_MAX_PIXELS, ImageConversionError, check_compressed, check_image,
                                           decode_compressed, image_msg_to_rgb8, image_to_numpy, numpy_to_image)
+from sage_ros.runtime.consumer import to_rgb8  # the latent_decoder's own: robot and operator images agree
 from sage_ros.runtime.messages import output_to_image
 from sage_ros.runtime.preprocess import Preprocessor
 
@@ -89,13 +90,6 @@ def reconstruction_messages(backend, outputs: dict[str, np.ndarray], headers: Se
     z = outputs["codes"] if "codes" in outputs else outputs["mu"]
     images = to_rgb8(backend.decode(z), backend.bundle.input_range)
     return [numpy_to_image(image, "rgb8", header=header) for image, header in zip(images, headers)]
-
-
-def to_rgb8(images_nchw: np.ndarray, input_range: tuple[float, float]) -> np.ndarray:
-    """N x 3 x H x W in [lo, hi] -> N x H x W x 3 uint8 (clipped, rounded)."""
-    lo, hi = input_range
-    scaled = (np.asarray(images_nchw, np.float32) - lo) * (255.0 / (hi - lo))
-    return np.ascontiguousarray(np.clip(scaled + 0.5, 0, 255).astype(np.uint8).transpose(0, 2, 3, 1))
 
 
 # How many superseded frames a slot keeps behind its newest one: compressed frames whose data is corrupt pass the

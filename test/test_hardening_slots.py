@@ -148,3 +148,42 @@ def test_parameter_default_is_the_codec_default():
 
     assert P.SPECS["max_input_pixels"].default == DEFAULT_MAX_PIXELS == P.DEFAULT_MAX_PIXELS
     assert P.SPECS["qos_depth"].default >= 2  # depth 1 lets the middleware drop a good frame (bench/input_depth.py)
+
+
+_SMALL = {"jpeg": encode_compressed(np.random.default_rng(3).integers(0, 256, (24, 40, 3), dtype=np.uint8), "jpeg"),
+          "png": encode_compressed(np.random.default_rng(4).integers(0, 256, (24, 40, 3), dtype=np.uint8), "png")}
+
+
+@settings(max_examples=300, deadline=None)
+@given(kind=st.sampled_from(["jpeg", "png"]), cut=st.integers(0, 4000),
+       flips=st.lists(st.tuples(st.integers(0, 4000), st.integers(0, 7)), max_size=4),
+       dims=st.one_of(st.none(), st.tuples(st.integers(0, 65535), st.integers(0, 65535))))
+def test_mutated_compressed_frames_raise_only_conversion_errors(kind, cut, flips, dims):
+    """Whatever happens to a JPEG/PNG (cut short, bits flipped, header dimensions rewritten), decoding either gives
+    an RGB frame or raises ImageConversionError (a bad frame) quickly; a declared size over the limit is never
+    decoded."""
+    import time
+
+    from sage_ros.runtime.image_codec import ImageConversionError, decode_compressed
+
+    data = bytearray(_SMALL[kind])
+    if dims is not None:
+        height, width = dims
+        if kind == "png":
+            data[16:24] = width.to_bytes(4, "big") + height.to_bytes(4, "big")
+        else:
+            sof = data.index(b"\xff\xc0")
+            data[sof + 5:sof + 9] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
+    for position, bit in flips:
+        if position < len(data):
+            data[position] ^= 1 << bit
+    data = bytes(data[:cut]) if cut < len(data) else bytes(data)
+    started = time.perf_counter()
+    try:
+        frame = decode_compressed(SimpleNamespace(format=kind, data=data), min_size=8, max_pixels=MAX_PIXELS)
+        assert frame.dtype == np.uint8 and frame.ndim == 3 and frame.shape[2] == 3
+        assert frame.shape[0] * frame.shape[1] <= MAX_PIXELS
+    except ImageConversionError:
+        pass
+    if dims is not None and dims[0] * dims[1] > MAX_PIXELS:
+        assert time.perf_counter() - started < 0.05

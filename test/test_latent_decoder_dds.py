@@ -313,3 +313,11 @@ def test_decoder_status_levels():
     assert stream_level(stream, Counter(mismatched=1))[0] == 2
     stream.problem = "cannot decode m: no bundle"
     assert stream_level(stream, Counter())[0] == 2
+
+
+def test_bag_record_adds_the_info_topic_of_each_latent_or_puzzle_topic():
+    from sage_ros.bag.record import with_info_topics
+
+    topics = ["/a/latent", "/b/image_raw", "/c/puzzle", "/a/latent/info"]
+    assert with_info_topics(topics) == ["/a/latent", "/a/latent/info", "/b/image_raw", "/c/puzzle", "/c/puzzle/info"]
+    assert with_info_topics(topics, with_info=False) == topics

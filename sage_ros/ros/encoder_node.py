@@ -111,6 +111,7 @@ class EncoderNode(LifecycleNode):
         self._compressed = False
         self._model_lock = threading.Lock()  # the worker's batch vs a live bundle change (see _swap_bundle)
         self._info_text = ""  # the <output>/info JSON last published
+        self._info_key: tuple = ()  # (bundle, crop_mode) it describes
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._diagnostics_timer = self.create_timer(self._param("diagnostics_period"), self.publish_diagnostics)
 
@@ -377,12 +378,12 @@ class EncoderNode(LifecycleNode):
 
         Then wait (at most INFO_ACK_S) until every subscriber acknowledged it, so that the info of a new model
         reaches subscribers before the first latent it makes is even sent."""
-        text = info_json(model_info(self.bundle, crop_mode))
-        if text == self._info_text and not force:
+        if (self.bundle, crop_mode) == self._info_key and not force:  # the per-batch call costs one comparison
             return
+        text = info_json(model_info(self.bundle, crop_mode))
         published = [camera.info_publisher for camera in self.cameras
                      if camera.info_publisher is not None and self._publish(camera.info_publisher, String(data=text))]
-        self._info_text = text
+        self._info_text, self._info_key = text, (self.bundle, crop_mode)
         for publisher in published:
             publisher.wait_for_all_acked(Duration(seconds=INFO_ACK_S))
 

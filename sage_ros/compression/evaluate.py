@@ -173,7 +173,7 @@ def evaluate_pair(reference, candidate, images_uint8_nhwc, batch_size: int = 256
     restore = _modes([ref, cand])
     try:
         q_ref, q_cand = _Quality(), _Quality()
-        lat_ref, lat_cand, agree = [], [], []
+        lat_ref, lat_cand, agree, counts = [], [], [], []
         for start in range(0, len(images), batch_size):
             chunk = images[start:start + batch_size]
             original = torch.from_numpy(chunk.transpose(0, 3, 1, 2).astype(np.float64) / 255.0)
@@ -187,6 +187,7 @@ def evaluate_pair(reference, candidate, images_uint8_nhwc, batch_size: int = 256
                 lat_cand.append(torch.from_numpy(enc_c[drift_key]))
             if ref.is_vq:
                 agree.append(torch.from_numpy((enc_r["codes"] == enc_c["codes"]).reshape(len(chunk), -1)))
+                counts.append(np.bincount(np.asarray(enc_c["codes"]).astype(np.int64).ravel(), minlength=1))
     finally:
         restore()
     result = {"n_images": int(len(images)), **q_cand.summary(), "reference": q_ref.summary()}
@@ -197,6 +198,9 @@ def evaluate_pair(reference, candidate, images_uint8_nhwc, batch_size: int = 256
         result.update(mu_rel_l2=None, mu_cosine=None)
     if ref.is_vq:
         result["code_agreement"] = 100.0 * float(torch.cat(agree).double().mean())
+        width = max(len(c) for c in counts)
+        usage = code_usage(sum(np.pad(c, (0, width - len(c))) for c in counts))  # candidate's codes
+        result.update(codes_used=usage["codes_used"], code_perplexity=usage["code_perplexity"])
     return result
 
 
@@ -266,3 +270,63 @@ def pca_baseline(train_uint8: np.ndarray, test_uint8: np.ndarray, n_components: 
     if return_basis:
         result.update(basis=basis.contiguous(), mean=mean)
     return result
+
+
+# ---------------------------------------------------------------- palette baseline (VisionPuzzleVAE)
+
+def _cells(images_uint8: np.ndarray, grid: int) -> np.ndarray:
+    """uint8 NHWC -> float32 N x grid x grid x 3 cell colours in [0, 1] (cv2.INTER_AREA, the project's resize)."""
+    import cv2
+
+    return np.stack([cv2.resize(im, (grid, grid), interpolation=cv2.INTER_AREA) for im in images_uint8]
+                    ).astype(np.float32) / 255.0
+
+
+def fit_palette(train_uint8: np.ndarray, n_colors: int = 10, grid: int = 30, max_points: int = 200_000,
+                seed: int = 0) -> np.ndarray:
+    """k-means palette (n_colors x 3 in [0, 1]) of the grid x grid cell colours of the training images."""
+    cells = _cells(train_uint8, grid).reshape(-1, 3)
+    if len(cells) > max_points:
+        cells = cells[np.random.default_rng(seed).choice(len(cells), max_points, replace=False)]
+    from .vq import kmeans
+
+    return kmeans(cells, n_colors, seed=seed).numpy()
+
+
+def palette_reconstruct(images_uint8: np.ndarray, palette: np.ndarray, grid: int = 30) -> tuple[np.ndarray, np.ndarray]:
+    """(float64 N x 3 x H x W reconstructions in [0, 1], N x grid x grid indices): each image area-resized to
+    grid x grid, each cell replaced by its nearest palette colour, bilinearly upsampled (half-pixel centres,
+    = torch's align_corners=False) back to the image size."""
+    n, h, w, _ = images_uint8.shape
+    cells = torch.from_numpy(_cells(images_uint8, grid))
+    pal = torch.from_numpy(np.asarray(palette, np.float32))
+    index = torch.cdist(cells.reshape(-1, 3), pal).argmin(dim=1)
+    small = pal[index].reshape(n, grid, grid, 3).permute(0, 3, 1, 2).double()
+    up = torch.nn.functional.interpolate(small, size=(h, w), mode="bilinear", align_corners=False)
+    return up.clamp(0.0, 1.0).numpy(), index.reshape(n, grid, grid).numpy()
+
+
+def palette_baseline(train_uint8: np.ndarray, test_uint8: np.ndarray, n_colors: int = 10, grid: int = 30,
+                     seed: int = 0, batch_size: int = 64) -> dict:
+    """The VisionPuzzleVAE's information-equivalent baseline: a grid x grid map of n_colors palette indices
+    (the palette fitted by k-means on the training images' cells), decoded by bilinear upsampling.
+    MSE / PSNR / SSIM on the test images, as the models are measured; plus palette usage."""
+    palette = fit_palette(train_uint8, n_colors, grid, seed=seed)
+    test = np.asarray(test_uint8)
+    quality, counts = _Quality(), np.zeros(n_colors, np.int64)
+    for start in range(0, len(test), batch_size):
+        chunk = test[start:start + batch_size]
+        recon, index = palette_reconstruct(chunk, palette, grid)
+        original = torch.from_numpy(chunk.transpose(0, 3, 1, 2).astype(np.float64) / 255.0)
+        quality.add(original, torch.from_numpy(recon))
+        counts += np.bincount(index.ravel(), minlength=n_colors)
+    return {"n_colors": int(n_colors), "grid": int(grid), "n_train": int(len(train_uint8)),
+            "palette": np.round(palette, 5).tolist(), **quality.summary(), **code_usage(counts)}
+
+
+def code_usage(counts) -> dict:
+    """codes used (count > 0) and perplexity exp(H) of a code histogram (= the number of codes if uniform)."""
+    counts = np.asarray(counts, np.float64)
+    p = counts[counts > 0] / counts.sum()
+    return {"codes_used": int((counts > 0).sum()), "code_perplexity": float(np.exp(-(p * np.log(p)).sum())),
+            "code_counts": [int(c) for c in counts]}

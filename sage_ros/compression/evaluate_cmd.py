@@ -40,6 +40,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "the basis is hundreds of MB)")
     parser.add_argument("--pca-train-limit", type=int, default=4000, help="train images for the PCA fit")
     parser.add_argument("--grid", type=int, default=8, help="images in recon_grid.png")
+    g = parser.add_argument_group("VisionPuzzleVAE baselines and diagnostics")
+    g.add_argument("--no-palette", action="store_true",
+                   help="skip the palette baseline (30 x 30 cells, each the nearest of a 10-colour k-means palette "
+                        "fitted on the train split, bilinearly upsampled)")
+    g.add_argument("--palette-train-limit", type=int, default=3000, help="train images for the palette fit")
+    g.add_argument("--windows", type=int, default=0,
+                   help="also measure on this many windows of many sizes and aspects cut from the held-out split's "
+                        "source photos/frames and area-resized to the input (as the node sees frames); 0: off")
+    g.add_argument("--windows-seed", type=int, default=9, help="seed of the --windows draw")
     add_data_arguments(parser)
     add_calibration_arguments(parser, "calibration (--gptq only)")
 
@@ -139,6 +148,45 @@ def _pca(args, model, images, out: Path) -> dict:
     return result
 
 
+def held_out_windows(size: int, count: int, seed: int, split: str = "test", root=None):
+    """uint8 windows from `split`'s source images (augment.OnlineCrops without colour jitter): log-uniform
+    window areas from 10 % of the short side to all of it, aspect 9:16..16:9, area-resized to size x size."""
+    from .augment import AugmentConfig, OnlineCrops, TrainSources
+
+    crops = OnlineCrops(TrainSources.load(root, split=split), size, seed=seed, cfg=AugmentConfig(jitter=0.0))
+    return crops.make_batch(step=0, batch_size=count)
+
+
+def _puzzle_extras(args, model, images, bundles: list) -> dict:
+    """VQ model: palette baseline, code usage + per-code pixel statistics, and (--windows) the same on windows."""
+    from .evaluate import evaluate_pair, evaluate_single, palette_baseline
+    from .quantize_cmd import load_images_from_args
+    from .vq import code_statistics
+
+    extras = {"codes": code_statistics(model, images)}
+    train = None
+    if not args.no_palette:
+        train = load_images_from_args(args, model.image_size, split="train", limit=args.palette_train_limit)
+        extras["palette"] = palette_baseline(train, images)
+    if args.windows > 0:
+        windows = held_out_windows(model.image_size, args.windows, args.windows_seed, args.split, args.data_path)
+        rows = [{"name": "fp32", "kind": "torch", **evaluate_single(model, windows, args.batch_size)}]
+        for bundle_dir in bundles:
+            result = evaluate_pair(model, str(bundle_dir), windows, args.batch_size)
+            rows.append({"name": Path(bundle_dir).name, "kind": "onnx", **{k: result.get(k) for k in (
+                "mse", "psnr", "ssim", "code_agreement", "codes_used", "code_perplexity")}})
+        if train is not None:
+            pal = palette_baseline(train, windows)
+            rows.append({"name": "palette 10 x 30x30", "kind": "baseline",
+                         **{k: pal[k] for k in ("mse", "psnr", "ssim", "codes_used", "code_perplexity")}})
+        stats = code_statistics(model, windows)
+        rows[0].update(codes_used=stats["codes_used"], code_perplexity=stats["code_perplexity"])
+        extras["windows"] = {"n_images": int(len(windows)), "seed": int(args.windows_seed), "split": args.split,
+                             "what": "windows of many sizes/aspects from the split's source images, area-resized",
+                             "rows": rows}
+    return extras
+
+
 def run(args: argparse.Namespace) -> int:
     from sage_ros.atomic import atomic_write_json, atomic_write_text
 
@@ -181,6 +229,7 @@ def run(args: argparse.Namespace) -> int:
             grid_models.append((codec.meta["name"], codec))
         progress.update("PCA baseline", steps - 2, steps, force=True)
         pca = None if args.no_pca else _pca(args, model, images, out)
+        puzzle = _puzzle_extras(args, model, images, args.bundle) if hasattr(model, "num_codes") else {}
         progress.update("report", steps - 1, steps, force=True)
         report = {
             "schema": SCHEMA, "created_by": created_by(args, "evaluate"), "source_model": str(args.model),
@@ -189,7 +238,11 @@ def run(args: argparse.Namespace) -> int:
             "data": {"source": args.data, "split": args.split, "n_images": int(len(images)),
                      "size": int(model.image_size)},
             "reference": reference, "variants": variants, "pca": pca, "rounding_gain": _rounding_gain(variants),
+            **puzzle,
         }
+        if "codes" in puzzle:
+            reference.update(codes_used=puzzle["codes"]["codes_used"],
+                             code_perplexity=puzzle["codes"]["code_perplexity"])
         atomic_write_json(out / "report.json", report)
         sample = images[: args.grid]
         plot_recon_grid(out / "recon_grid.png",
@@ -197,6 +250,10 @@ def run(args: argparse.Namespace) -> int:
         points = [{"label": "fp32", "bytes": fp32_bytes, "psnr": reference["psnr"], "kind": "reference"}]
         points += [{"label": v["name"] if v["kind"] == "torch" else v["name"].split("(")[-1].rstrip(")"),
                     "bytes": v["bytes"], "psnr": v["psnr"], "kind": v["kind"]} for v in variants]
+        if puzzle.get("palette"):
+            pal = puzzle["palette"]
+            points.append({"label": "palette 10 x 30x30", "bytes": len(pal["palette"]) * 3 * 4, "psnr": pal["psnr"],
+                           "kind": "baseline"})
         if pca:
             points.append({"label": f"PCA k={pca['n_components']}", "bytes": pca["bytes"], "psnr": pca["psnr"],
                            "kind": "baseline"})

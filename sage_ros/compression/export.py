@@ -82,12 +82,35 @@ class _Decoder(nn.Module):
 
 
 class _PuzzleEncoder(nn.Module):
+    """VisionPuzzleVAE encoder graph with the code search folded into one 1x1 convolution.
+
+    quantize() picks argmin_k |z - c_k|^2 = argmax_k (2 c_k.z - |c_k|^2) with z = W h + b (the 1x1 `to_latent`
+    conv after the bilinear resize of h). So the scores are one 1x1 conv of h with weights 2 C W and bias
+    2 C b - |c_k|^2 (folded in float64), and because bilinear weights sum to 1 the resize commutes with a 1x1
+    conv: conv at 28 x 28 on 128 channels, resize 10 score maps to 30 x 30, ArgMax. Same codes as the torch
+    model up to float rounding of near-ties (`sage-ros export --evaluate` measures the agreement); the graph
+    loses the L-channel latent, the per-cell transpose/MatMul/ReduceSum search and the 128-channel resize, and
+    the quantizers see plain Conv -> ... -> Conv -> Resize -> ArgMax.
+    """
+
     def __init__(self, model: nn.Module):
         super().__init__()
-        self.model = model
+        from sage_ros.models.puzzle_vae import GRID
+
+        self.model, self.grid = model, GRID
+        w = model.to_latent.weight.detach().double()[:, :, 0, 0]      # L x C
+        b = model.to_latent.bias.detach().double()                    # L
+        codebook = model.codebook.weight.detach().double()            # K x L
+        self.scores = nn.Conv2d(w.shape[1], codebook.shape[0], 1)
+        with torch.no_grad():
+            self.scores.weight.copy_((2 * codebook @ w)[:, :, None, None].float())
+            self.scores.bias.copy_((2 * codebook @ b - codebook.pow(2).sum(1)).float())
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return self.model.encode(image)  # int64 N x 30 x 30
+        scores = self.scores(self.model.encoder(image))
+        scores = torch.nn.functional.interpolate(scores, size=(self.grid, self.grid), mode="bilinear",
+                                                 align_corners=False)
+        return scores.argmax(dim=1)  # int64 N x 30 x 30; first index on ties, as torch's argmin in quantize()
 
 
 def architecture_of(model: nn.Module) -> str:

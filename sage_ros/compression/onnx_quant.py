@@ -86,12 +86,13 @@ def _calibration_method(name: str):
 
 
 def _vq_search_nodes(path: Path) -> list[str]:
-    """Names of the nodes after the last Conv of a VisionPuzzleVAE encoder (the codebook search)."""
+    """Names of the nodes of a VisionPuzzleVAE encoder's code search, kept float: the last Conv (the folded
+    score conv, see export._PuzzleEncoder: int8 scores would flip near-tied codes) and everything after it."""
     import onnx
 
     nodes = list(onnx.load(str(path)).graph.node)
     last_conv = max(i for i, n in enumerate(nodes) if n.op_type == "Conv")
-    return [n.name for n in nodes[last_conv + 1:]]
+    return [n.name for n in nodes[last_conv:]]
 
 
 ENTROPY_BINS, ENTROPY_QUANTIZED_BINS = 2048, 128
@@ -119,17 +120,29 @@ def _entropy_ranges(model_path: Path, reader, cache_path: Path, tmp: Path, symme
 # (measured by bench/profile_node.py: VisionPuzzleVAE 1.25x -> 1.78x over fp32; TinyVAE 0.35x -> 1.03x).
 INT8_ACTIVATIONS = {"int8": ("QInt8", True, "int8 per-tensor symmetric"),
                     "uint8": ("QUInt8", False, "uint8 per-tensor asymmetric (CPU only: TensorRT needs int8)")}
+# Q/DQ placement. "all": onnxruntime's default, Q/DQ on the inputs and the output of every quantized op (what
+# its CPU kernels fuse into QLinearConv etc.). "inputs": Q/DQ only on the inputs of quantized ops (weights and
+# activations), never on their outputs: Conv -> Relu -> Q -> DQ -> Conv, the placement TensorRT's docs recommend
+# (it fuses Conv + bias + ReLU and picks the output precision itself) instead of a Q/DQ pair between every Conv
+# and its ReLU.
+INT8_PLACEMENTS = ("all", "inputs")
+# Bundles per deployment target: (activations, placement). CPU: asymmetric uint8, where onnxruntime folds each
+# ReLU into the zero point (measured faster, BENCHMARKS.md); TensorRT: symmetric int8 (the only Q/DQ TensorRT 10
+# takes), Q/DQ at layer inputs only.
+INT8_TARGETS = {"cpu": ("uint8", "all"), "tensorrt": ("int8", "inputs")}
 
 
 def quantize_graph_int8(fp32_path: Path, out_path: Path, input_name: str, calibration: np.ndarray, *,
                         method: str = "minmax", percentile: float = 99.999, exclude: list[str] | None = None,
-                        batch_size: int = 32, activations: str = "int8") -> None:
+                        batch_size: int = 32, activations: str = "int8", placement: str = "all") -> None:
     """quant_pre_process + quantize_static (QDQ, per-channel symmetric int8 weights; activations per
-    INT8_ACTIVATIONS) of one graph file."""
+    INT8_ACTIVATIONS, Q/DQ placement per INT8_PLACEMENTS) of one graph file."""
     from onnxruntime.quantization import QuantFormat, QuantType, quant_pre_process, quantize_static
 
     if activations not in INT8_ACTIVATIONS:
         raise OnnxQuantError(f"activations must be one of {sorted(INT8_ACTIVATIONS)}, got {activations!r}")
+    if placement not in INT8_PLACEMENTS:
+        raise OnnxQuantError(f"placement must be one of {INT8_PLACEMENTS}, got {placement!r}")
     activation_type, symmetric, _ = INT8_ACTIVATIONS[activations]
 
     calibrate_method = _calibration_method(method)
@@ -140,6 +153,11 @@ def quantize_graph_int8(fp32_path: Path, out_path: Path, input_name: str, calibr
         # (the next layer's input, where there is one, is quantized anyway)
         extra = {"ActivationSymmetric": symmetric, "WeightSymmetric": True,
                  "OpTypesToExcludeOutputQuantization": ["Gemm", "MatMul"]}
+        if placement == "inputs":
+            extra["OpTypesToExcludeOutputQuantization"] = ["Conv", "ConvTranspose", "Gemm", "MatMul", "Resize",
+                                                           "Relu", "Add", "Mul"]
+        if symmetric:  # biases stay float: TensorRT takes no INT32 DequantizeLinear (it quantizes bias itself)
+            extra["QuantizeBias"] = False
         if method == "percentile":
             extra["CalibPercentile"] = percentile
         out_tmp = Path(tmp) / "q.onnx"
@@ -154,6 +172,71 @@ def quantize_graph_int8(fp32_path: Path, out_path: Path, input_name: str, calibr
                         calibration_cache_path=cache)
         with atomic_path(out_path, suffix=".onnx") as final:
             shutil.copyfile(out_tmp, final)
+
+
+# Per-channel weight axis TensorRT expects: the output-channel axis (Conv [O, I, kh, kw]: 0; ConvTranspose
+# [I, O, kh, kw]: 1; MatMul B [K, N]: 1; Gemm B: 1, or 0 with transB).
+_TRT_WEIGHT_AXIS = {"Conv": 0, "ConvTranspose": 1, "MatMul": 1}
+
+
+def check_tensorrt_qdq(path) -> list[str]:
+    """Problems that stop TensorRT 10 from building an explicitly quantized (Q/DQ) engine from this graph, as its
+    docs state them: activations and weights int8 (no uint8), symmetric (every zero point 0), float32 scales > 0,
+    per-tensor scales for activations, per-channel weight scales only along the output-channel axis, opset >= 13
+    for per-channel Q/DQ, and every QuantizeLinear feeding DequantizeLinear only. [] = valid. A structural check of
+    the graph (this machine has no TensorRT): the engine build itself happens on the device."""
+    import onnx
+    from onnx import TensorProto, numpy_helper
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    problems = []
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    inits = {i.name: i for i in graph.initializer}
+    consumers: dict[str, list] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    producers = {out: node for node in graph.node for out in node.output}
+    qdq = [n for n in graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    if not qdq:
+        problems.append(f"{Path(path).name}: no QuantizeLinear/DequantizeLinear nodes (not explicitly quantized)")
+    for node in qdq:
+        where = f"{Path(path).name}:{node.name}"
+        if len(node.input) < 3 or node.input[2] not in inits:
+            problems.append(f"{where}: zero point missing or not a constant")
+            continue
+        zp = inits[node.input[2]]
+        if zp.data_type != TensorProto.INT8:
+            problems.append(f"{where}: zero point type {TensorProto.DataType.Name(zp.data_type)}, TensorRT needs INT8")
+        if numpy_helper.to_array(zp).any():
+            problems.append(f"{where}: non-zero zero point (asymmetric); TensorRT needs symmetric")
+        scale = inits.get(node.input[1])
+        if scale is None:
+            problems.append(f"{where}: scale is not a constant")
+            continue
+        if scale.data_type != TensorProto.FLOAT or (numpy_helper.to_array(scale) <= 0).any():
+            problems.append(f"{where}: scale must be float32 and > 0")
+        per_channel = numpy_helper.to_array(scale).size > 1
+        if node.op_type == "QuantizeLinear":
+            bad = [c.op_type for c in consumers.get(node.output[0], []) if c.op_type != "DequantizeLinear"]
+            if bad:
+                problems.append(f"{where}: QuantizeLinear feeds {bad}, not DequantizeLinear")
+            if per_channel:
+                problems.append(f"{where}: per-channel activation quantization")
+        elif per_channel:
+            if opset < 13:
+                problems.append(f"{where}: per-channel Q/DQ needs opset >= 13, graph is {opset}")
+            axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
+            for user in consumers.get(node.output[0], []):
+                want = _TRT_WEIGHT_AXIS.get(user.op_type)
+                if want is not None and user.input[1] == node.output[0] and axis != want:
+                    problems.append(f"{where}: per-channel axis {axis} for {user.op_type} weights, TensorRT "
+                                    f"expects {want}")
+            if node.input[0] not in inits and node.input[0] in producers and \
+                    producers[node.input[0]].op_type != "QuantizeLinear":
+                problems.append(f"{where}: per-channel DequantizeLinear of a non-constant tensor")
+    return problems
 
 
 def _calibration_inputs(model: nn.Module, images_uint8: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -173,9 +256,15 @@ def _calibration_inputs(model: nn.Module, images_uint8: np.ndarray) -> tuple[np.
 def export_int8_bundle(model: nn.Module, out_dir, *, name: str, calibration_images: np.ndarray,
                        method: str = "minmax", percentile: float = 99.999, metrics: dict | None = None,
                        created_by: str = "sage_ros.compression.onnx_quant", calibration_source: str = "",
-                       activations: str = "int8") -> Path:
+                       activations: str = "int8", placement: str = "all", target: str | None = None) -> Path:
     """Write a bundle with static-QDQ INT8 encoder.onnx / decoder.onnx; returns out_dir.
-    activations: "int8" (symmetric, TensorRT and CPU) or "uint8" (asymmetric, faster on CPU; see INT8_ACTIVATIONS)."""
+    activations: "int8" (symmetric, TensorRT and CPU) or "uint8" (asymmetric, faster on CPU; see INT8_ACTIVATIONS);
+    placement: see INT8_PLACEMENTS; target ("cpu" | "tensorrt", INT8_TARGETS) sets both. A "tensorrt" bundle's
+    graphs are checked with check_tensorrt_qdq before the bundle is written."""
+    if target is not None:
+        if target not in INT8_TARGETS:
+            raise OnnxQuantError(f"target must be one of {sorted(INT8_TARGETS)}, got {target!r}")
+        activations, placement = INT8_TARGETS[target]
     out_dir = Path(out_dir)
     architecture = fp_export.architecture_of(model)
     model = copy.deepcopy(model).eval().float()
@@ -186,9 +275,15 @@ def export_int8_bundle(model: nn.Module, out_dir, *, name: str, calibration_imag
         fp32_bytes = {p: (Path(tmp) / p).stat().st_size for p in (fp_export.ENCODER_FILE, fp_export.DECODER_FILE)}
         exclude = _vq_search_nodes(Path(tmp) / fp_export.ENCODER_FILE) if architecture == "VisionPuzzleVAE" else []
         quantize_graph_int8(Path(tmp) / fp_export.ENCODER_FILE, out_dir / fp_export.ENCODER_FILE, "image", x,
-                            method=method, percentile=percentile, exclude=exclude, activations=activations)
+                            method=method, percentile=percentile, exclude=exclude, activations=activations,
+                            placement=placement)
         quantize_graph_int8(Path(tmp) / fp_export.DECODER_FILE, out_dir / fp_export.DECODER_FILE, "z", z,
-                            method=method, percentile=percentile, activations=activations)
+                            method=method, percentile=percentile, activations=activations, placement=placement)
+    if target == "tensorrt":
+        problems = [p for part in (fp_export.ENCODER_FILE, fp_export.DECODER_FILE)
+                    for p in check_tensorrt_qdq(out_dir / part)]
+        if problems:
+            raise OnnxQuantError("graph is not TensorRT-valid explicit quantization: " + "; ".join(problems))
     save_quantized(quantize_(copy.deepcopy(model), Int8Config()), out_dir / INT8_STORAGE_FILE)
     onnx_bytes = {p: (out_dir / p).stat().st_size for p in fp32_bytes}
     extra = {
@@ -196,7 +291,8 @@ def export_int8_bundle(model: nn.Module, out_dir, *, name: str, calibration_imag
         "torch_weights": INT8_STORAGE_FILE, "torch_weights_format": "sage_ros.quantized",
         "quantization": {
             "scheme": "int8-qdq-static", "weights": "int8 per-output-channel symmetric",
-            "activations": INT8_ACTIVATIONS[activations][2], "calibration_method": method,
+            "activations": INT8_ACTIVATIONS[activations][2], "qdq_placement": placement,
+            "target": target or ("cpu" if activations == "uint8" else "cpu+tensorrt"), "calibration_method": method,
             **({"calibration_percentile": percentile} if method == "percentile" else {}),
             "calibration_images": int(len(x)), "calibration_source": calibration_source,
             "float_nodes": exclude, "onnx_bytes": onnx_bytes, "onnx_bytes_fp32": fp32_bytes,

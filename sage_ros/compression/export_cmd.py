@@ -57,6 +57,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--int8-activations", choices=("int8", "uint8"), default="int8",
                    help="int8: symmetric (TensorRT and CPU); uint8: asymmetric, CPU-only bundles, faster on "
                         "onnxruntime CPU (Relu folds into the quantization; see BENCHMARKS.md)")
+    g.add_argument("--int8-target", choices=("cpu", "tensorrt"), default=None,
+                   help="name the deployment target instead: cpu = uint8 asymmetric activations, onnxruntime's "
+                        "Q/DQ placement (Relu folded); tensorrt = symmetric int8, Q/DQ on layer inputs only, float "
+                        "biases, checked TensorRT-valid (overrides --int8-activations)")
     g = parser.add_argument_group("int4")
     g.add_argument("--group-size", type=int, default=64)
     g.add_argument("--rounding", choices=("minmax", "mse", "gptq"), default="mse")
@@ -139,7 +143,8 @@ def export_any(model, out: Path, args) -> Path:
         return export_int8_bundle(model, out, name=name, calibration_images=cal, method=args.calibrate_method,
                                   percentile=args.percentile, created_by=cmd, metrics=metrics,
                                   calibration_source=f"{args.calibration}/{args.calibration_split}",
-                                  activations=getattr(args, "int8_activations", "int8"))
+                                  activations=getattr(args, "int8_activations", "int8"),
+                                  target=getattr(args, "int8_target", None))
     calibration = calibration_tensor(args, model) if args.rounding == "gptq" else None
     return export_int4_bundle(model, out, name=name, created_by=cmd, metrics=metrics, calibration=calibration,
                               config=Int4Config(group_size=args.group_size, rounding=args.rounding,

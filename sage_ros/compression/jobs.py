@@ -52,7 +52,7 @@ ALLOWED_OPTIONS: dict[str, dict[str, str]] = {
                  "quantized": "paths", "gptq": _F, "no-pca": _F, "keep-pca": _F, "pca-train-limit": _V, "grid": _V,
                  "no-palette": _F, "palette-train-limit": _V, "windows": _V, "windows-seed": _V, **_HELD_OUT},
     "export": {"model": _P, "precision": _V, "out": _P, "name": _V, "opset": _V, "metrics": _P, "no-verify": _F,
-               "calibrate-method": _V, "percentile": _V, "int8-activations": _V, "group-size": _V,
+               "calibrate-method": _V, "percentile": _V, "int8-activations": _V, "int8-target": _V, "group-size": _V,
                "rounding": _V, "conv-scheme": _V, "evaluate": _F, **_HELD_OUT},
 }
 MAX_JOB_FILE_BYTES = 64 * 1024  # a job file is a few lines; anything near this is not one

@@ -202,3 +202,17 @@ def test_check_tensorrt_qdq_flags_int32_bias(puzzle_model, tmp_path):
     codes = np.zeros((4, 30, 30), np.int64)
     quantize_graph_int8(tmp_path / "decoder.onnx", tmp_path / "dec_q.onnx", "z", codes, activations="uint8")
     assert any("INT32" in p for p in check_tensorrt_qdq(tmp_path / "dec_q.onnx"))
+
+
+def test_tensorrt_backend_refuses_the_cpu_int8_bundle(puzzle_model, tmp_path):
+    """A uint8-activation (CPU target) graph would fail in TensorRT's parser; the backend says which bundle to use
+    instead (BackendUnavailable, so backend=auto falls back to onnxruntime), before TensorRT is even imported."""
+    from sage_ros.compression.onnx_quant import export_int8_bundle
+    from sage_ros.runtime.backends.base import BackendUnavailable
+    from sage_ros.runtime.backends.tensorrt_backend import TensorRTBackend
+    from sage_ros.runtime.bundle import load_bundle
+
+    cpu = export_int8_bundle(puzzle_model, tmp_path / "cpu", name="cpu", calibration_images=_flat_colour_images(4),
+                             target="cpu")
+    with pytest.raises(BackendUnavailable, match="_int8_tensorrt"):
+        TensorRTBackend(load_bundle(cpu), device="cuda:0")

@@ -133,6 +133,9 @@ class TensorRTBackend(Backend):
             raise BackendUnavailable(f"tensorrt backend runs on a GPU; device {device!r} asked for")
         if max_batch < 1:
             raise ValueError("max_batch must be >= 1")
+        if bundle.meta.get("quantization", {}).get("target") == "cpu":  # uint8 asymmetric Q/DQ: TensorRT takes int8
+            raise BackendUnavailable(f"{bundle.name}: its INT8 graph is built for onnxruntime CPU (asymmetric uint8 "
+                                     "activations, which TensorRT rejects); use the *_int8_tensorrt bundle")
         self.trt, self.cudart = import_tensorrt()
         _check(self.cudart, self.cudart.cudaSetDevice(self.device_index), f"cudaSetDevice({self.device_index})")
         props = _check(self.cudart, self.cudart.cudaGetDeviceProperties(self.device_index), "device properties")

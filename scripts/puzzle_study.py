@@ -1,0 +1,148 @@
+"""Issue 9 study for VisionPuzzleVAE: the codebook sweep (short runs, chosen on the val split), the long run, and
+the summary (tables + curve against the palette baseline) that models/reports/puzzle/README.md is made from.
+
+    .venv/bin/python scripts/puzzle_study.py run --root runs/p9 [--only s1_old s3_grad_km ...]
+    .venv/bin/python scripts/puzzle_study.py summarize --root runs/p9 --out models/reports/puzzle
+
+Every run is `sage-ros train --model VisionPuzzleVAE` on the online-augmented bundled training stream (fresh
+random-resized crops of the training-split sources every batch), batch 16, lr 2e-3, 1 CPU thread, with a
+held-out curve on the first --eval-images val crops. Choices are made on val; the test split is only reported.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+COMMON = ["--model", "VisionPuzzleVAE", "--batch-size", "16", "--lr", "0.002", "--threads", "1", "--no-progress",
+          "--device", "cpu", "--checkpoint-every", "100"]
+SHORT = ["--eval-every", "100", "--eval-images", "128"]
+# name: (steps, what it tests, options)
+RUNS = {
+    "s1_old": (300, "codebook by gradient (van den Oord loss), init = random encoder outputs of batch 1 (the "
+                    "shipped recipe)", ["--vq-ema", "0", "--vq-restart", "0", "--vq-init", "sample",
+                                        "--vq-beta", "0.25"]),
+    "s2_ema": (300, "EMA k-means codebook (decay 0.99) + k-means init + dead-code restarts",
+               ["--vq-ema", "0.99", "--vq-restart", "0.03", "--vq-init", "kmeans", "--vq-beta", "0.25"]),
+    "s3_grad_km": (200, "codebook by gradient + k-means init + dead-code restarts",
+                   ["--vq-ema", "0", "--vq-restart", "0.03", "--vq-init", "kmeans", "--vq-beta", "0.25"]),
+    "s5_beta1": (100, "s3 with commitment weight 1.0",
+                 ["--vq-ema", "0", "--vq-restart", "0.03", "--vq-init", "kmeans", "--vq-beta", "1.0"]),
+    "s6_beta005": (100, "s3 with commitment weight 0.05",
+                   ["--vq-ema", "0", "--vq-restart", "0.03", "--vq-init", "kmeans", "--vq-beta", "0.05"]),
+    "long": (1500, "the shipped run: s3's recipe to the end of a cosine schedule",
+             ["--vq-ema", "0", "--vq-restart", "0.03", "--vq-init", "kmeans", "--vq-beta", "0.25",
+              "--eval-every", "200", "--eval-images", "256"]),
+}
+
+
+def command(root: Path, name: str) -> list[str]:
+    steps, _, options = RUNS[name]
+    extra = [] if name == "long" else SHORT
+    return [sys.executable, "-m", "sage_ros.cli", "train", *COMMON, "--run-dir", str(root / name),
+            "--steps", str(steps), *extra, *options]
+
+
+def run(args) -> int:
+    for name in args.only or RUNS:
+        cmd = command(args.root, name)
+        print("+", shlex.join(cmd), flush=True)
+        code = subprocess.run(cmd, cwd=REPO, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"}).returncode
+        if code:
+            return code
+    return 0
+
+
+def _points(run_dir: Path) -> list[dict]:
+    path = run_dir / "curve.json"
+    return json.loads(path.read_text())["points"] if path.exists() else []
+
+
+def summarize(args) -> int:
+    import numpy as np
+
+    from sage_ros.atomic import atomic_write_json, atomic_write_text
+    from sage_ros.compression.evaluate import palette_baseline
+    from sage_ros.compression.report import plot_training_curve
+    from sage_ros.data import load_split
+
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    train = load_split(224, "train")
+    val = load_split(224, "val")
+    palette = {n: palette_baseline(train, val[:n]) for n in (128, 256)}
+    palette["test"] = palette_baseline(train, load_split(224, "test"))
+    rows, summary = [], {"palette": {k: {m: v[m] for m in ("psnr", "ssim", "codes_used", "code_perplexity")}
+                                     for k, v in palette.items()}, "runs": {}}
+    for name, (steps, what, options) in RUNS.items():
+        run_dir = args.root / name
+        points = _points(run_dir)
+        if not points:
+            continue
+        report = json.loads((run_dir / "report.json").read_text()) if (run_dir / "report.json").exists() else {}
+        summary["runs"][name] = {"what": what, "options": options, "points": points,
+                                 "test": report.get("metrics"), "command": shlex.join(command(args.root, name)[1:])}
+        for p in points:
+            rows.append([name, p["step"], p["images_seen"], f"{p['val_psnr']:.2f}", f"{p['val_ssim']:.4f}",
+                         p["val_codes_used"], f"{p['val_code_perplexity']:.2f}", f"{p.get('train_psnr', float('nan')):.2f}"])
+    lines = ["# VisionPuzzleVAE: codebook study and the shipped run (issue 9)", "",
+             "Made by `.venv/bin/python scripts/puzzle_study.py summarize --root runs/p9 --out models/reports/puzzle` "
+             "from runs made by `scripts/puzzle_study.py run` (commands below). All runs: online-augmented "
+             "training crops, batch 16, lr 2e-3 (warm-up + cosine), 1 CPU thread on the shared 2-core machine. "
+             "Choices were made on the val split; test is only reported.", "",
+             "## Palette baseline (same information as the 30 x 30 code grid)", "",
+             "| data | PSNR dB | SSIM | palette colours used | perplexity |", "|---|---|---|---|---|"]
+    for key, label in ((128, "val, first 128 (sweep curves)"), (256, "val, first 256 (long-run curve)"),
+                       ("test", "test, all 400")):
+        p = palette[key]
+        lines.append(f"| {label} | {p['psnr']:.2f} | {p['ssim']:.4f} | {p['codes_used']} | "
+                     f"{p['code_perplexity']:.2f} |")
+    lines += ["", "## Runs", ""]
+    for name, info in summary["runs"].items():
+        lines.append(f"- `{name}`: {info['what']}. `{info['command']}`")
+    lines += ["", "## Held-out curves (val)", "",
+              "| run | step | images seen | val PSNR dB | val SSIM | codes used | perplexity | train-input PSNR |",
+              "|---|---|---|---|---|---|---|---|"]
+    lines += ["| " + " | ".join(str(v) for v in r) + " |" for r in rows]
+    lines += ["", "## Test split (all 400 crops, after the last step)", "",
+              "| run | steps | test PSNR dB | test SSIM | codes used | perplexity | vs palette (test) dB |",
+              "|---|---|---|---|---|---|---|"]
+    for name, info in summary["runs"].items():
+        t = info["test"]
+        if t:
+            lines.append(f"| {name} | {info['points'][-1]['step']} | {t['psnr']:.2f} | {t['ssim']:.4f} | "
+                         f"{t['codes_used']} | {t['code_perplexity']:.2f} | {t['psnr'] - palette['test']['psnr']:+.2f} |")
+    long_points = summary["runs"].get("long", {}).get("points")
+    if long_points:
+        plot_training_curve(out / "curve.png", long_points, "VisionPuzzleVAE L=64, shipped run (val: first 256)",
+                            baselines={f"palette (val 256) {palette[256]['psnr']:.2f} dB": palette[256]["psnr"],
+                                       f"palette + 1 dB": palette[256]["psnr"] + 1.0})
+        lines += ["", "![held-out curve of the shipped run](curve.png)", ""]
+    summary["palette"] = {k: {m: (v[m] if not isinstance(v[m], np.generic) else float(v[m]))
+                              for m in ("psnr", "ssim", "codes_used", "code_perplexity")}
+                          for k, v in palette.items()}
+    atomic_write_json(out / "study.json", summary)
+    atomic_write_text(out / "README.md", "\n".join(lines) + "\n")
+    print(f"wrote {out / 'README.md'}")
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="verb", required=True)
+    p = sub.add_parser("run")
+    p.add_argument("--root", type=Path, default=Path("runs/p9"))
+    p.add_argument("--only", nargs="+", choices=sorted(RUNS))
+    p = sub.add_parser("summarize")
+    p.add_argument("--root", type=Path, default=Path("runs/p9"))
+    p.add_argument("--out", type=Path, default=Path("models/reports/puzzle"))
+    args = parser.parse_args(argv)
+    return run(args) if args.verb == "run" else summarize(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

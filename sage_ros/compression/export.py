@@ -9,7 +9,7 @@ Choices (documented in docs/runtime.md):
   TensorRT INT4 weight-only GEMM) can take the Linear layers, which hold ~97 % of TinyVAE's parameters.
 - fp16: weights and compute in float16, graph inputs/outputs kept float32 (onnxruntime's float16 converter with
   keep_io_types=True), so every consumer feeds and reads float32 whatever the precision.
-- VisionPuzzleVAE: encoder output `codes` is int64 N x 30 x 30 (ONNX ArgMin's native type, which onnxruntime and
+- VisionPuzzleVAE: encoder output `codes` is int64 N x 30 x 30 (ONNX ArgMax's native type, which onnxruntime and
   TensorRT 10 both take); the decoder input `z` is those int64 codes. The runtime hands codes to ROS as uint8.
 - `model.safetensors` holds the float32 reference weights (state_dict) so the torch backend can rebuild the
   sage_ros.models class from `architecture` + `latent_dim` without torch pickles.
@@ -172,10 +172,14 @@ def _to_fp16(path: Path) -> None:
     import onnx
     from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
 
-    # The VQ nearest-code search (Pow/ReduceSum/ArgMin) stays float32: ties flip in fp16 and onnxruntime's CPU
-    # has no fp16 Pow kernel.
-    block = list(DEFAULT_OP_BLOCK_LIST) + ["Pow", "ReduceSum", "ArgMin"]
-    model16 = convert_float_to_float16(onnx.load(str(path)), keep_io_types=True, op_block_list=block)
+    # The VQ code search stays float32: near-ties flip in fp16. Folded graphs (_PuzzleEncoder): the score conv
+    # (named /scores/...), its Resize and ArgMax; an unfolded search's Pow/ReduceSum/ArgMin (no fp16 Pow on CPU).
+    block = list(DEFAULT_OP_BLOCK_LIST) + ["Pow", "ReduceSum", "ArgMin", "ArgMax"]
+    model = onnx.load(str(path))
+    nodes = list(model.graph.node)
+    first_score = next((i for i, n in enumerate(nodes) if n.name.startswith("/scores/")), None)
+    keep = [n.name for n in nodes[first_score:]] if first_score is not None else []
+    model16 = convert_float_to_float16(model, keep_io_types=True, op_block_list=block, node_block_list=keep)
     with atomic_path(path, suffix=".onnx") as tmp:
         onnx.save(model16, str(tmp))
 

@@ -1,5 +1,5 @@
 """Online augmentation, the sigma-VAE objective, active latent dims, the held-out curve, EMA, and the
-TinyVAERes variant's interface and FLOP budget."""
+TinyVAELinSkip variant's interface and FLOP budget."""
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +13,7 @@ from sage_ros.compression.train import (ACTIVE_KL_NATS, TrainConfig, evaluate_re
 from sage_ros.compression.checkpoints import load_checkpoint
 from sage_ros.compression.datasets import synthetic_images
 from sage_ros.data import data_root
-from sage_ros.models import TinyVAE, TinyVAERes, build_model
+from sage_ros.models import TinyVAE, TinyVAELinSkip, build_model
 
 
 def _sources(seed: int = 0) -> TrainSources:
@@ -171,13 +171,40 @@ def _encoder_macs(model, size=64):
 
 
 @pytest.mark.parametrize("latent", [4, 8, 16, 32, 64])
-def test_tinyvae_res_keeps_the_interface_within_twice_the_seed_encoder_flops(latent):
+def test_tinyvae_linskip_keeps_the_interface_within_twice_the_seed_encoder_flops(latent):
     torch.manual_seed(0)
-    seed, variant = TinyVAE(latent).eval(), build_model("TinyVAERes", latent).eval()
+    seed, variant = TinyVAE(latent).eval(), build_model("TinyVAELinSkip", latent).eval()
     x = torch.rand(2, 3, 64, 64)
     recon, mu, logvar = variant(x)
     assert recon.shape == x.shape and mu.shape == logvar.shape == (2, latent)
     assert 0 <= recon.min() and recon.max() <= 1
     assert torch.equal(variant(x)[0], recon)  # eval: z = mu, deterministic
     assert _encoder_macs(variant) <= 2 * _encoder_macs(seed)
-    assert _encoder_macs(variant) == 813_056 + 8192 * latent  # the formula in tinyvae_res.py's docstring
+    assert _encoder_macs(variant) == 394_240 + 11_264 * latent  # the formula in tinyvae_linskip.py's docstring
+    n = sum(p.numel() for p in variant.parameters()) + variant.low_mean.numel()
+    assert n == 31_073 + 12_290 * latent + 6_144 * latent + 3_072 + 3_072
+
+
+def test_tinyvae_linskip_starts_at_the_pca_reconstruction():
+    """After init_linear_path the untrained model reconstructs like PCA-L of the 32 px images, upsampled."""
+    from sage_ros.compression.metrics import psnr_per_image
+    torch.manual_seed(0)
+    images = torch.from_numpy(synthetic_images(400, 64)).permute(0, 3, 1, 2).float() / 255
+    model = TinyVAELinSkip(16).eval()
+    model.init_linear_path(images[:300])
+    held = images[300:]
+    recon, mu, _ = model(held)
+    pool = lambda a: torch.nn.functional.adaptive_avg_pool2d(a, 32).flatten(1)  # noqa: E731
+    basis = torch.linalg.svd(pool(images[:300]) - model.low_mean, full_matrices=False)[2][:16]
+    pca = (((pool(held) - model.low_mean) @ basis.T) @ basis + model.low_mean).view(-1, 3, 32, 32)
+    pca_up = torch.nn.functional.interpolate(pca, scale_factor=2, mode="bilinear", align_corners=False).clamp(0, 1)
+    assert torch.allclose(recon, pca_up, atol=1e-4)
+    assert mu.std(0).mean().item() == pytest.approx(1.0, rel=0.5)  # whitened coefficients, as the prior expects
+    assert psnr_per_image(held.double(), recon.double()).mean() > 15
+
+
+def test_train_initialises_the_linear_path_from_training_images(tmp_path):
+    torch.manual_seed(0)
+    model = TinyVAELinSkip(4)
+    train(model, TrainConfig(data="synthetic", steps=2, batch_size=8, progress_bar=False), tmp_path)
+    assert model.low_mean.abs().sum() > 0 and model.lin_enc.weight.abs().sum() > 0

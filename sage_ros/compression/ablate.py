@@ -43,7 +43,7 @@ class AblationConfig:
     psnr_tolerance_db: float = 1.0
     min_mu_cosine: float = 0.99
     train_only: bool = False       # train the missing L{n} runs and stop (the GPU half of the pipeline)
-    architecture: str = "TinyVAE"  # TinyVAE (the seed) or TinyVAERes (the variant)
+    architecture: str = "TinyVAE"  # TinyVAE (the seed) or TinyVAELinSkip (the variant)
     pca_margin_db: float = 1.0     # recommendation: fp32 must beat PCA with as many components by this much
 
 

@@ -21,8 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--psnr-tolerance-db", type=float, default=1.0, help="recommendation: PSNR slack vs best fp32")
     g.add_argument("--min-mu-cosine", type=float, default=0.99, help="recommendation: latent fidelity floor")
     g.add_argument("--train-only", action="store_true", help="train missing L runs, skip quantization/evaluation")
-    g.add_argument("--model", dest="architecture", choices=("TinyVAE", "TinyVAERes"), default="TinyVAE",
-                   help="the seed TinyVAE or the TinyVAERes variant (default: %(default)s)")
+    g.add_argument("--model", dest="architecture", choices=("TinyVAE", "TinyVAELinSkip"), default="TinyVAE",
+                   help="the seed TinyVAE or the TinyVAELinSkip variant (default: %(default)s)")
     g.add_argument("--pca-margin-db", type=float, default=1.0,
                    help="recommendation: fp32 must beat PCA-L by this many dB (default: %(default)s)")
     add_budget_arguments(parser)

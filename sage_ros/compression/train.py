@@ -75,7 +75,8 @@ class TrainConfig:
     kl_warmup: float = 0.2          # fraction of the steps over which beta ramps up from 0
     recon: str = "sum"              # "sum" | "mean" | "sigma" (see module docstring)
     vq_beta: float = 0.25           # commitment weight (VisionPuzzleVAE)
-    vq_ema: float = 0.99            # VQ codebook as EMA k-means with this decay (0: codebook trained by gradient)
+    vq_ema: float = 0.0             # VQ codebook as EMA k-means with this decay (0: by gradient; measured better
+                                    # on short CPU budgets: models/reports/puzzle/README.md)
     vq_restart: float = 0.03        # move a code used < this fraction of its fair share 1/K onto data (0: never)
     vq_init: str = "kmeans"         # VQ codebook start: "kmeans" of the first batch's encoder outputs | "sample"
     # data stream and held-out curve
@@ -311,6 +312,14 @@ def make_batches(images, input_range, device, cfg: TrainConfig, rank: int, world
     return FixedBatches(images, input_range, device, cfg.seed, rank, world, cfg.batch_size)
 
 
+def ema_pays(points: list[dict]) -> bool:
+    """Keep the EMA weights only if they beat the raw weights on the held-out (val) curve's last point; without
+    a curve there is no evidence either way and the EMA (the usual choice) is kept."""
+    if not points or "val_psnr_raw" not in points[-1]:
+        return True
+    return points[-1]["val_psnr"] >= points[-1]["val_psnr_raw"]
+
+
 def make_ema(module: nn.Module, decay: float):
     """torch's own AveragedModel with an EMA average (buffers such as BatchNorm statistics are copied)."""
     if decay <= 0:
@@ -329,7 +338,8 @@ def fit(module: nn.Module, loss_fn: Callable, images_uint8, cfg: TrainConfig, ru
     before the first step of a new run (not on resume). `curve(model) -> dict` (held-out metrics) is called
     every `cfg.eval_every` steps and at the end; its points, with the mean training loss since the previous
     point and the images seen, are kept in the checkpoint and written to <run_dir>/curve.json.
-    With cfg.ema > 0 the weights left in `module` at the end are the EMA weights. Returns training statistics.
+    With cfg.ema > 0 the weights left in `module` at the end are the EMA weights if they beat the raw ones on
+    the last held-out curve point (ema_pays; stats["weights"] says which). Returns training statistics.
     """
     run_dir = Path(run_dir)
     rank, world, device = distributed_context(cfg.device)
@@ -423,14 +433,17 @@ def fit(module: nn.Module, loss_fn: Callable, images_uint8, cfg: TrainConfig, ru
         if bar is not None:
             bar.close()
     _barrier(world)
-    if ema is not None:
+    weights = "raw"
+    if ema is not None and ema_pays(points):
         module.load_state_dict(ema.module.state_dict())
+        weights = "ema"
     module.eval()
     wall = elapsed_before + time.perf_counter() - start
     return {"steps": total, "batch_size": batch, "world_size": world, "train_images": batches.describe(),
             "images_seen": total * batch * world,
             "train_time_s": round(wall, 3), "images_per_s": round(total * batch * world / max(wall, 1e-9), 1),
-            "final_loss": last_loss, "is_main": is_main, "progress": progress, "curve": points}
+            "final_loss": last_loss, "is_main": is_main, "progress": progress, "curve": points,
+            "weights": weights}
 
 
 def _progress_bar(cfg, total, step, is_main, job):
@@ -555,6 +568,9 @@ def train(model: nn.Module, cfg: TrainConfig, run_dir: str | Path, *, train_imag
     on_start, loss_fn = None, None
     if architecture_of(model) == "VisionPuzzleVAE":
         loss_fn, on_start = puzzle_training(model, cfg)
+    elif hasattr(model, "init_linear_path"):  # TinyVAELinSkip: its linear path starts as a PCA of training images
+        on_start = lambda module, x: module.init_linear_path(  # noqa: E731
+            init_images(train_images, model.input_range, x.device))
     curve = None
     if cfg.eval_every > 0:
         curve = held_out_curve(*curve_images(cfg, size, train_images))
@@ -566,10 +582,33 @@ def train(model: nn.Module, cfg: TrainConfig, run_dir: str | Path, *, train_imag
         if test_images is None:
             test_images = load_images(cfg.data, size, "test", path=cfg.data_path, topic=cfg.topic)
         metrics = evaluate_reconstruction(model, test_images, cfg.eval_batch_size, _eval_device(cfg))
-        write_run_outputs(model, run_dir, cfg, stats, metrics, job)
+        write_run_outputs(model, run_dir, cfg, stats, metrics, job, data_provenance(train_images))
         progress.finish()
     _barrier(stats["world_size"])
     return model.cpu().eval()
+
+
+LINEAR_INIT_IMAGES = 4096  # training images for TinyVAELinSkip's PCA initialisation
+
+
+def init_images(train_images, input_range, device) -> torch.Tensor:
+    """Up to LINEAR_INIT_IMAGES training inputs (a fixed-seed draw from the online stream, or the first of a
+    fixed set) as a float NCHW tensor in the model's range."""
+    from .augment import OnlineCrops
+    if isinstance(train_images, OnlineCrops):
+        images = train_images.make_batch(step=PROBE_STEP + 1, batch_size=LINEAR_INIT_IMAGES)
+    else:
+        images = np.asarray(train_images[:LINEAR_INIT_IMAGES])
+    return to_model_input(torch.from_numpy(np.ascontiguousarray(images)).to(device), input_range)
+
+
+def data_provenance(train_images) -> dict:
+    """What fed training: for the online stream, how many distinct source photos and video frames (and which)."""
+    from .augment import OnlineCrops
+    if isinstance(train_images, OnlineCrops):
+        return {"train_data": {"kind": "online random-resized crops", **train_images.sources.describe(),
+                               "augment": dataclasses.asdict(train_images.cfg)}}
+    return {"train_data": {"kind": "fixed images", "count": int(len(train_images))}}
 
 
 def curve_images(cfg: TrainConfig, size: int, train_images) -> tuple:

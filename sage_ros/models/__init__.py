@@ -4,14 +4,14 @@ Architectures are fixed by DESIGN.md; parameter counts are asserted in test/test
 """
 from .tinyvae import TinyVAE
 from .tinyvae32 import TinyVAE32
-from .tinyvae_res import TinyVAERes
+from .tinyvae_linskip import TinyVAELinSkip
 from .standard_vae import StandardVAE
 from .puzzle_vae import VisionPuzzleVAE
 
 ARCHITECTURES = {
     "TinyVAE": TinyVAE,
     "TinyVAE32": TinyVAE32,
-    "TinyVAERes": TinyVAERes,  # variant beside the seed (DESIGN.md: same interface, own name and bundle)
+    "TinyVAELinSkip": TinyVAELinSkip,  # variant beside the seed (DESIGN.md: same interface, own name and bundle)
     "StandardVAE": StandardVAE,
     "VisionPuzzleVAE": VisionPuzzleVAE,
 }
@@ -26,4 +26,4 @@ def build_model(architecture: str, latent_dim: int | None = None):
     return cls() if latent_dim is None else cls(latent_dim=latent_dim)
 
 
-__all__ = ["TinyVAE", "TinyVAE32", "TinyVAERes", "StandardVAE", "VisionPuzzleVAE", "ARCHITECTURES", "build_model"]
+__all__ = ["TinyVAE", "TinyVAE32", "TinyVAELinSkip", "StandardVAE", "VisionPuzzleVAE", "ARCHITECTURES", "build_model"]

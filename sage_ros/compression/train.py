@@ -71,7 +71,7 @@ class TrainConfig:
     min_lr_ratio: float = 0.05
     grad_clip: float = 1.0
     # loss
-    beta: float = 1.0               # KL weight (Gaussian VAEs)
+    beta: float = 0.001             # KL weight (Gaussian VAEs); models/reports/tinyvae/objective_sweep.md
     kl_warmup: float = 0.2          # fraction of the steps over which beta ramps up from 0
     recon: str = "sum"              # "sum" | "mean" | "sigma" (see module docstring)
     vq_beta: float = 0.25           # commitment weight (VisionPuzzleVAE)

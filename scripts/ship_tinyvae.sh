@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# TinyVAE-family shipping pipeline (CPU): trained runs -> latent ablations with PCA rows -> bundles -> reports.
+#
+#   scripts/ship_tinyvae.sh            # ROOT=runs/i13 (see models/reports/tinyvae/COMMANDS.md for the train runs)
+#
+# Expects, under $ROOT, ordinary `sage-ros train` run directories:
+#   seed_L{n}_b0.001/   TinyVAE        (the seed architecture), n in $SEED_LATENTS
+#   lin_L{n}_b0.001/    TinyVAELinSkip (the variant),           n in $LIN_LATENTS
+#   distill_s{k}/       `sage-ros distill` runs (student + baseline per seed) sharing teacher/
+# 1. sage-ros ablate per architecture over those runs (reused, not retrained): fp32 / int8 / int4 files, PCA-L,
+#    held-out crops + windows + whole frames, the recommendation rule;
+# 2. exports fp32 / int8 / int4 bundles at the recommended L and at L=64 for each architecture
+#    (int4: GPTQ Linears + INT8 convolutions, as before), each measured with onnxruntime (--evaluate);
+# 3. sage-ros evaluate per shipped set (PCA baseline, --windows, recon grid, rate-distortion);
+# 4. the distillation summary over seeds (scripts/distill_summary.py);
+# 5. copies the small report files to models/reports/tinyvae/ and records every command.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+ROOT=${ROOT:-runs/i13}
+MODELS=${MODELS:-models}
+REPORTS=$MODELS/reports/tinyvae
+SEED_LATENTS=${SEED_LATENTS:-8 64}
+LIN_LATENTS=${LIN_LATENTS:-4 8 16 32 64}
+SAGE=("$PY" -m sage_ros.cli)
+mkdir -p "$REPORTS"
+CMDLOG=$REPORTS/COMMANDS_export.md
+echo "# Export stage ($(date -u +%F), CPU)" > "$CMDLOG"
+echo >> "$CMDLOG"
+run() {  # echo, record, run
+  echo "+ $*"
+  echo "    $*" >> "$CMDLOG"
+  "$@"
+}
+
+ablate_arch() {  # arch prefix latents...
+  local arch=$1 prefix=$2 dir=$ROOT/ablate_$1
+  shift 2
+  mkdir -p "$dir"
+  for n in "$@"; do ln -sfn "$(realpath "$ROOT/${prefix}_L${n}_b0.001")" "$dir/L$n"; done
+  run "${SAGE[@]}" ablate --model "$arch" --run-dir "$dir" --latents "$@" --no-progress
+}
+ablate_arch TinyVAE seed $SEED_LATENTS
+ablate_arch TinyVAELinSkip lin $LIN_LATENTS
+
+recommended() { "$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))['recommendation']['latent'])" "$1"; }
+export_set() {  # arch-dir bundle-prefix L
+  local run_dir=$1/L$3 name=$2_l$3
+  for precision in fp32 int8; do
+    rm -rf "${MODELS:?}/${name}_$precision"
+    run "${SAGE[@]}" export --model "$run_dir" --precision $precision --out "$MODELS/${name}_$precision" \
+      --metrics "$run_dir/metrics.json" --evaluate
+  done
+  rm -rf "${MODELS:?}/${name}_int4"
+  run "${SAGE[@]}" export --model "$run_dir" --precision int4 --out "$MODELS/${name}_int4" \
+    --metrics "$run_dir/metrics.json" --evaluate --rounding gptq --conv-scheme int8
+  run "${SAGE[@]}" evaluate --model "$run_dir" --out "$ROOT/eval_${name}" \
+    --bundle "$MODELS/${name}_fp32" --bundle "$MODELS/${name}_int8" --bundle "$MODELS/${name}_int4"
+  mkdir -p "$REPORTS/eval_${name}"
+  for f in report.md report.json recon_grid.png rate_distortion.png; do
+    [ -f "$ROOT/eval_${name}/$f" ] && cp "$ROOT/eval_${name}/$f" "$REPORTS/eval_${name}/"
+  done
+  return 0
+}
+for arch_prefix in "TinyVAE tinyvae" "TinyVAELinSkip tinyvae_linskip"; do
+  set -- $arch_prefix
+  dir=$ROOT/ablate_$1
+  L=$(recommended "$dir/ablation.json")
+  echo "$1: recommended L=$L"
+  for n in $(echo "$L 64" | tr ' ' '\n' | sort -un); do export_set "$dir" "$2" "$n"; done
+  mkdir -p "$REPORTS/ablation_$1"
+  cp "$dir"/ablation.{md,json,png} "$REPORTS/ablation_$1/"
+  for n in $(ls -d "$dir"/L*/ | xargs -n1 basename); do
+    mkdir -p "$REPORTS/ablation_$1/$n"
+    for f in report.md report.json curve.png curve.json; do
+      [ -f "$dir/$n/$f" ] && cp "$dir/$n/$f" "$REPORTS/ablation_$1/$n/"
+    done
+  done
+done
+
+if ls -d "$ROOT"/distill_s*/ >/dev/null 2>&1; then
+  run "$PY" scripts/distill_summary.py --out "$REPORTS/distill" "$ROOT"/distill_s*/
+  for f in report.md report.json curve.png curve.json; do
+    [ -f "$ROOT/teacher/$f" ] && mkdir -p "$REPORTS/distill/teacher" && cp "$ROOT/teacher/$f" "$REPORTS/distill/teacher/"
+  done
+fi
+du -sh "$MODELS"
+echo "done: bundles under $MODELS/, reports and commands under $REPORTS/"

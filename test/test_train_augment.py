@@ -208,3 +208,16 @@ def test_train_initialises_the_linear_path_from_training_images(tmp_path):
     model = TinyVAELinSkip(4)
     train(model, TrainConfig(data="synthetic", steps=2, batch_size=8, progress_bar=False), tmp_path)
     assert model.low_mean.abs().sum() > 0 and model.lin_enc.weight.abs().sum() > 0
+    # the linear path stays the PCA it was set to: training moves only the non-linear paths
+    images = torch.from_numpy(synthetic_images(256, 64)).permute(0, 3, 1, 2).float() / 255
+    reference = TinyVAELinSkip(4)
+    reference.init_linear_path(images)
+    trained = TinyVAELinSkip(4)
+    trained.init_linear_path(images)
+    before = {k: v.clone() for k, v in trained.state_dict().items()}
+    fit(trained, lambda m, x, s, t: gaussian_vae_loss(m(x), x, 0.001), synthetic_images(64, 64),
+        TrainConfig(steps=3, batch_size=8, progress_bar=False), tmp_path / "fit")
+    after = trained.state_dict()
+    for name in ("lin_enc.weight", "lin_dec.weight", "lin_dec.bias", "low_mean"):
+        assert torch.equal(before[name], after[name]), name
+    assert not torch.equal(before["fc_mu.weight"], after["fc_mu.weight"])

@@ -34,15 +34,23 @@ RUNS = {
                  ["--vq-ema", "0", "--vq-restart", "0.03", "--vq-init", "kmeans", "--vq-beta", "1.0"]),
     "s6_beta005": (100, "s3 with commitment weight 0.05",
                    ["--vq-ema", "0", "--vq-restart", "0.03", "--vq-init", "kmeans", "--vq-beta", "0.05"]),
-    "long": (1500, "the shipped run: s3's recipe to the end of a cosine schedule",
+    "long": (1500, "s3's recipe to the end of a cosine schedule, 24,000 images",
              ["--vq-ema", "0", "--vq-restart", "0.03", "--vq-init", "kmeans", "--vq-beta", "0.25",
               "--eval-every", "200", "--eval-images", "256"]),
+    "long2": (2400, "the same recipe planned for 38,400 images, cancelled at step 990 once `long` had shown the "
+                    "plateau (its curve repeats long's)",
+              ["--vq-ema", "0", "--vq-restart", "0.03", "--vq-init", "kmeans", "--vq-beta", "0.25",
+               "--eval-every", "200", "--eval-images", "256"]),
+    "ema_long": (900, "s2's EMA codebook (decay 0.99) + k-means init + restarts, run past the plateau of `long`",
+                 ["--vq-ema", "0.99", "--vq-restart", "0.03", "--vq-init", "kmeans", "--vq-beta", "0.25",
+                  "--eval-every", "150", "--eval-images", "256"]),
 }
+LONG_RUNS = ("long", "long2", "ema_long")
 
 
 def command(root: Path, name: str) -> list[str]:
     steps, _, options = RUNS[name]
-    extra = [] if name == "long" else SHORT
+    extra = [] if name in LONG_RUNS else SHORT
     return [sys.executable, "-m", "sage_ros.cli", "train", *COMMON, "--run-dir", str(root / name),
             "--steps", str(steps), *extra, *options]
 
@@ -84,11 +92,13 @@ def summarize(args) -> int:
         if not points:
             continue
         report = json.loads((run_dir / "report.json").read_text()) if (run_dir / "report.json").exists() else {}
+        cmd = ".venv/bin/python " + shlex.join(command(args.root, name)[1:])
         summary["runs"][name] = {"what": what, "options": options, "points": points,
-                                 "test": report.get("metrics"), "command": shlex.join(command(args.root, name)[1:])}
+                                 "test": report.get("metrics"), "command": cmd}
         for p in points:
             rows.append([name, p["step"], p["images_seen"], f"{p['val_psnr']:.2f}", f"{p['val_ssim']:.4f}",
-                         p["val_codes_used"], f"{p['val_code_perplexity']:.2f}", f"{p.get('train_psnr', float('nan')):.2f}"])
+                         p["val_codes_used"], f"{p['val_code_perplexity']:.2f}",
+                         f"{p.get('train_psnr', float('nan')):.2f}"])
     lines = ["# VisionPuzzleVAE: codebook study and the shipped run (issue 9)", "",
              "Made by `.venv/bin/python scripts/puzzle_study.py summarize --root runs/p9 --out models/reports/puzzle` "
              "from runs made by `scripts/puzzle_study.py run` (commands below). All runs: online-augmented "
@@ -115,13 +125,16 @@ def summarize(args) -> int:
         t = info["test"]
         if t:
             lines.append(f"| {name} | {info['points'][-1]['step']} | {t['psnr']:.2f} | {t['ssim']:.4f} | "
-                         f"{t['codes_used']} | {t['code_perplexity']:.2f} | {t['psnr'] - palette['test']['psnr']:+.2f} |")
-    long_points = summary["runs"].get("long", {}).get("points")
-    if long_points:
-        plot_training_curve(out / "curve.png", long_points, "VisionPuzzleVAE L=64, shipped run (val: first 256)",
-                            baselines={f"palette (val 256) {palette[256]['psnr']:.2f} dB": palette[256]["psnr"],
-                                       f"palette + 1 dB": palette[256]["psnr"] + 1.0})
-        lines += ["", "![held-out curve of the shipped run](curve.png)", ""]
+                         f"{t['codes_used']} | {t['code_perplexity']:.2f} | "
+                         f"{t['psnr'] - palette['test']['psnr']:+.2f} |")
+    for name in LONG_RUNS:
+        long_points = summary["runs"].get(name, {}).get("points")
+        if long_points:
+            plot_training_curve(out / f"curve_{name}.png", long_points,
+                                f"VisionPuzzleVAE L=64, run {name} (val: first 256)",
+                                baselines={f"palette (val 256) {palette[256]['psnr']:.2f} dB": palette[256]["psnr"],
+                                           "palette + 1 dB": palette[256]["psnr"] + 1.0})
+            lines += ["", f"![held-out curve of {name}](curve_{name}.png)", ""]
     summary["palette"] = {k: {m: (v[m] if not isinstance(v[m], np.generic) else float(v[m]))
                               for m in ("psnr", "ssim", "codes_used", "code_perplexity")}
                           for k, v in palette.items()}

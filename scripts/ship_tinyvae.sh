@@ -11,7 +11,7 @@
 #    held-out crops + windows + whole frames, the recommendation rule;
 # 2. exports fp32 / int8 / int4 bundles at the recommended L and at L=64 for each architecture
 #    (int4: GPTQ Linears + INT8 convolutions, as before), each measured with onnxruntime (--evaluate);
-# 3. sage-ros evaluate per shipped set (PCA baseline, --windows, recon grid, rate-distortion);
+# 3. sage-ros evaluate per shipped set (quantization variants, recon grid, rate-distortion; PCA is in the ablation);
 # 4. the distillation summary over seeds (scripts/distill_summary.py);
 # 5. copies the small report files to models/reports/tinyvae/ and records every command.
 set -euo pipefail
@@ -54,7 +54,7 @@ export_set() {  # arch-dir bundle-prefix L
   rm -rf "${MODELS:?}/${name}_int4"
   run "${SAGE[@]}" export --model "$run_dir" --precision int4 --out "$MODELS/${name}_int4" \
     --metrics "$run_dir/metrics.json" --evaluate --rounding gptq --conv-scheme int8
-  run "${SAGE[@]}" evaluate --model "$run_dir" --out "$ROOT/eval_${name}" \
+  run "${SAGE[@]}" evaluate --model "$run_dir" --out "$ROOT/eval_${name}" --no-pca \
     --bundle "$MODELS/${name}_fp32" --bundle "$MODELS/${name}_int8" --bundle "$MODELS/${name}_int4"
   mkdir -p "$REPORTS/eval_${name}"
   for f in report.md report.json recon_grid.png rate_distortion.png; do

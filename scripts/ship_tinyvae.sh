@@ -38,6 +38,10 @@ ablate_arch() {  # arch prefix latents...
   shift 2
   mkdir -p "$dir"
   for n in "$@"; do ln -sfn "$(realpath "$ROOT/${prefix}_L${n}_b0.001")" "$dir/L$n"; done
+  if [ -f "$dir/ablation.json" ] && [ -z "$(find -L "$dir"/L*/model.safetensors -newer "$dir/ablation.json")" ]; then
+    echo "    ${SAGE[*]} ablate --model $arch --run-dir $dir --latents $* --no-progress   # (up to date, not rerun)" >> "$CMDLOG"
+    return 0
+  fi
   run "${SAGE[@]}" ablate --model "$arch" --run-dir "$dir" --latents "$@" --no-progress
 }
 ablate_arch TinyVAE seed $SEED_LATENTS

@@ -38,8 +38,10 @@ def test_pareto_and_recommendation_rule():
     pca[0]["psnr"] = 19.8  # L=4 now beats its PCA by only 0.2 dB: L=64 (+1.5 dB) is the smallest that clears 1 dB
     assert recommend(rows + pca, AblationConfig())["latent"] == 64
     pca[1]["psnr"] = 20.4
-    rec = recommend(rows + pca, AblationConfig())
+    rec = recommend(rows + pca, AblationConfig())  # no L clears 1 dB: the larger margin among those near the best
     assert not rec["rule_met"] and rec["latent"] == 4 and "RULE NOT MET" in rec["why"]
+    rec = recommend(rows + pca, AblationConfig(psnr_tolerance_db=0.3))  # L=4 has the larger margin but is not near
+    assert not rec["rule_met"] and rec["latent"] == 64
     assert all(r["precision"] != "pca" for r in pareto_front(rows + pca))
 
 

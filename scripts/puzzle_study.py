@@ -44,8 +44,12 @@ RUNS = {
     "ema_long": (900, "s2's EMA codebook (decay 0.99) + k-means init + restarts, run past the plateau of `long`",
                  ["--vq-ema", "0.99", "--vq-restart", "0.03", "--vq-init", "kmeans", "--vq-beta", "0.25",
                   "--eval-every", "150", "--eval-images", "256"]),
+    "soft": (800, "s3's recipe with straight-through softmax code gradients (--vq-soft 0.1), a last try at the "
+                  "palette gap (800 steps: all the time left)",
+             ["--vq-ema", "0", "--vq-restart", "0.03", "--vq-init", "kmeans", "--vq-beta", "0.25", "--vq-soft", "0.1",
+              "--eval-every", "200", "--eval-images", "256"]),
 }
-LONG_RUNS = ("long", "long2", "ema_long")
+LONG_RUNS = ("long", "long2", "ema_long", "soft")
 
 
 def command(root: Path, name: str) -> list[str]:

@@ -216,3 +216,18 @@ def test_tensorrt_backend_refuses_the_cpu_int8_bundle(puzzle_model, tmp_path):
                              target="cpu")
     with pytest.raises(BackendUnavailable, match="_int8_tensorrt"):
         TensorRTBackend(load_bundle(cpu), device="cuda:0")
+
+
+def test_straight_through_softmax_decodes_hard_codes_and_sends_gradients_to_the_assignment():
+    from sage_ros.compression.vq import straight_through_softmax
+
+    torch.manual_seed(0)
+    model = VisionPuzzleVAE(8).eval()  # eval: BatchNorm running stats, so both paths see the same decoder input
+    x = torch.rand(2, 3, 224, 224) * 2 - 1
+    recon, z_e, z_q, codes = straight_through_softmax(model, x, 0.1)
+    with torch.no_grad():
+        assert torch.equal(codes, model.encode(x))
+        assert torch.allclose(recon, model.decode(codes), atol=1e-5)  # the decoder saw the hard codes
+    recon.pow(2).mean().backward()
+    assert model.codebook.weight.grad is not None and model.codebook.weight.grad.abs().sum() > 0
+    assert model.encoder[0].weight.grad.abs().sum() > 0

@@ -79,6 +79,7 @@ class TrainConfig:
                                     # on short CPU budgets: models/reports/puzzle/README.md)
     vq_restart: float = 0.03        # move a code used < this fraction of its fair share 1/K onto data (0: never)
     vq_init: str = "kmeans"         # VQ codebook start: "kmeans" of the first batch's encoder outputs | "sample"
+    vq_soft: float = 0.0            # >0: straight-through softmax code gradients at this relative temperature
     # data stream and held-out curve
     augment: bool = True            # data="bundled": fresh random-resized crops every batch (augment.py)
     eval_every: int = 0             # steps between held-out (val) evaluations for the curve; 0: at the end only
@@ -154,7 +155,11 @@ def puzzle_training(model: nn.Module, cfg: TrainConfig) -> tuple[Callable, Calla
     codebook = CodebookTrainer(model, decay=cfg.vq_ema, restart_below=cfg.vq_restart, seed=cfg.seed)
 
     def loss_fn(module, x, step, total):
-        return puzzle_loss(module(x), x, cfg.vq_beta, codebook, getattr(module, "module", module))
+        model_ = getattr(module, "module", module)
+        if cfg.vq_soft > 0:  # single process: calls the model's parts directly (vq.straight_through_softmax)
+            from .vq import straight_through_softmax
+            return puzzle_loss(straight_through_softmax(model_, x, cfg.vq_soft), x, cfg.vq_beta, codebook, model_)
+        return puzzle_loss(module(x), x, cfg.vq_beta, codebook, model_)
 
     def on_start(module, x):
         if cfg.vq_init == "kmeans":

@@ -48,6 +48,8 @@ def add_budget_arguments(parser: argparse.ArgumentParser, defaults=None) -> None
                    help="restart VQ codes used below this fraction of their fair share (0: off; default: %(default)s)")
     g.add_argument("--vq-init", choices=("kmeans", "sample"), default=d.vq_init,
                    help="VQ codebook initialisation from the first batch's encoder outputs")
+    g.add_argument("--vq-soft", type=float, default=d.vq_soft,
+                   help="straight-through softmax code gradients at this relative temperature (0: plain STE)")
     g = parser.add_argument_group("run")
     g.add_argument("--seed", type=int, default=d.seed)
     g.add_argument("--device", default=d.device, help="cpu | cuda | cuda:N (default: %(default)s)")

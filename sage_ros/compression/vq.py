@@ -190,3 +190,23 @@ def code_statistics(model: nn.Module, images_uint8, batch_size: int = 32) -> dic
                  "decoded_rgb": [round(float(v), 4) for v in decoded[j]]} for j in range(k)]
     return {"images": int(len(images)), "codes_used": int((counts > 0).sum()),
             "code_perplexity": float(torch.exp(-(nz * nz.log()).sum())), "per_code": per_code}
+
+
+def straight_through_softmax(model: nn.Module, x: torch.Tensor, temperature: float):
+    """Forward of a VQ model whose decoder sees the HARD codes (as at run time) while gradients reach the encoder
+    and the codebook through a softmax over negative squared code distances (straight-through softmax):
+    z = z_q + (z_soft - sg(z_soft)), z_soft = sum_k softmax(-d_k / tau)_k c_k, tau = temperature x the batch's mean
+    squared distance (scale-free). Plain STE copies dL/dz_q onto z_e, which says nothing about WHICH code would
+    have been better; here the assignment probabilities get that gradient. Returns (recon, z_e, z_q, codes)."""
+    z_e = model.encode_continuous(x)
+    flat = flat_latents(z_e)
+    weight = model.codebook.weight
+    d2 = flat.pow(2).sum(1, keepdim=True) - 2 * flat @ weight.t() + weight.pow(2).sum(1)[None, :]
+    codes = d2.argmin(dim=1)
+    tau = temperature * d2.detach().mean().clamp_min(1e-8)
+    z_soft = torch.softmax(-d2 / tau, dim=1) @ weight
+    z_hard = weight[codes]
+    z = z_hard + (z_soft - z_soft.detach())
+    n, _, h, w = z_e.shape
+    to_map = lambda t: t.view(n, h, w, -1).permute(0, 3, 1, 2)  # noqa: E731
+    return model.decode(to_map(z)), z_e, to_map(z_hard), codes.view(n, h, w)

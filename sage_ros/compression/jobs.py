@@ -34,7 +34,8 @@ _V, _P, _F = "value", "path", "flag"
 _DATA = {"data": _V, "data-path": _P, "topic": _V, "limit": _V}
 _LOOP = {**{name: _V for name in (
     "steps", "epochs", "batch-size", "lr", "weight-decay", "warmup-steps", "min-lr-ratio", "grad-clip", "beta",
-    "kl-warmup", "recon", "vq-beta", "vq-ema", "vq-restart", "vq-init", "seed", "device", "checkpoint-every",
+    "kl-warmup", "recon", "vq-beta", "vq-ema", "vq-restart", "vq-init", "vq-soft", "seed", "device",
+    "checkpoint-every",
     "eval-every", "eval-images", "ema", "threads")}, "no-augment": _F, "no-progress": _F}
 _CALIBRATION = {"calibration": _V, "calibration-path": _P, "calibration-topic": _V, "calibration-split": _V,
                 "calibration-count": _V}

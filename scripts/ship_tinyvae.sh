@@ -11,9 +11,8 @@
 #    held-out crops + windows + whole frames, the recommendation rule;
 # 2. exports fp32 / int8 / int4 bundles at the recommended L and at L=64 for each architecture
 #    (int4: GPTQ Linears + INT8 convolutions, as before), each measured with onnxruntime (--evaluate);
-# 3. sage-ros evaluate per shipped set (quantization variants, recon grid, rate-distortion; PCA is in the ablation);
-# 4. the distillation summary over seeds (scripts/distill_summary.py);
-# 5. copies the small report files to models/reports/tinyvae/ and records every command.
+# 3. the distillation summary over seeds (scripts/distill_summary.py);
+# 4. copies the small report files to models/reports/tinyvae/ and records every command.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -58,13 +57,6 @@ export_set() {  # arch-dir bundle-prefix L
   rm -rf "${MODELS:?}/${name}_int4"
   run "${SAGE[@]}" export --model "$run_dir" --precision int4 --out "$MODELS/${name}_int4" \
     --metrics "$run_dir/metrics.json" --evaluate --rounding gptq --conv-scheme int8
-  run "${SAGE[@]}" evaluate --model "$run_dir" --out "$ROOT/eval_${name}" --no-pca \
-    --bundle "$MODELS/${name}_fp32" --bundle "$MODELS/${name}_int8" --bundle "$MODELS/${name}_int4"
-  mkdir -p "$REPORTS/eval_${name}"
-  for f in report.md report.json recon_grid.png rate_distortion.png; do
-    [ -f "$ROOT/eval_${name}/$f" ] && cp "$ROOT/eval_${name}/$f" "$REPORTS/eval_${name}/"
-  done
-  return 0
 }
 for arch_prefix in "TinyVAE tinyvae" "TinyVAELinSkip tinyvae_linskip"; do
   set -- $arch_prefix
@@ -84,6 +76,20 @@ done
 
 if ls -d "$ROOT"/distill_s*/ >/dev/null 2>&1; then
   run "$PY" scripts/distill_summary.py --out "$REPORTS/distill" "$ROOT"/distill_s*/
+  student=$("$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))['ship']['run'])" "$REPORTS/distill/summary.json")
+  name=tinyvae32_l64_fp32
+  case "$student" in */student) name=tinyvae32_l64_distilled_fp32 ;; esac
+  rm -rf "${MODELS:?}"/tinyvae32_l64_*
+  run "${SAGE[@]}" export --model "$student" --precision fp32 --out "$MODELS/$name" --metrics "$student/metrics.json" --evaluate
+  for s in "$ROOT"/distill_s*/; do
+    for sub in student baseline; do
+      mkdir -p "$REPORTS/distill/$(basename "$s")/$sub"
+      for f in report.md report.json curve.png curve.json; do
+        [ -f "$s/$sub/$f" ] && cp "$s/$sub/$f" "$REPORTS/distill/$(basename "$s")/$sub/"
+      done
+    done
+    cp "$s/report.md" "$REPORTS/distill/$(basename "$s")/" 2>/dev/null || true
+  done
   for f in report.md report.json curve.png curve.json; do
     [ -f "$ROOT/teacher/$f" ] && mkdir -p "$REPORTS/distill/teacher" && cp "$ROOT/teacher/$f" "$REPORTS/distill/teacher/"
   done

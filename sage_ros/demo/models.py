@@ -8,6 +8,8 @@ from pathlib import Path
 
 from .common import RAW_TOPIC, REPO, TINYVAE_PRECISIONS, UNTRAINED_MARK, DemoError
 
+TINYVAE_FAMILY = ("TinyVAE", "TinyVAELinSkip")  # same interface: flat Gaussian latents from 64x64 frames
+
 
 # --- models ----------------------------------------------------------------------------------------------------
 
@@ -24,8 +26,9 @@ def is_untrained(bundle) -> bool:
 
 
 def find_models(models_dir: Path) -> DemoModels:
-    """The bundles the demo runs, found by their bundle.json (names are free): the TinyVAE latent size with the
-    most of fp32 / int8 / int4 (largest latent on a tie), and one VisionPuzzleVAE (fp32 preferred)."""
+    """The bundles the demo runs, found by their bundle.json: the fp32 / int8 / int4 set of the node's default
+    TinyVAE-family bundle (sage_ros.ros.params.DEFAULT_BUNDLES) when it is there, else the TinyVAE-family latent
+    size with the most of them (largest latent on a tie), and one VisionPuzzleVAE (fp32 preferred)."""
     from sage_ros.runtime.bundle import BundleError, load_bundle
 
     models_dir = Path(models_dir)
@@ -38,15 +41,18 @@ def find_models(models_dir: Path) -> DemoModels:
             bundles.append(load_bundle(meta_path.parent))
         except BundleError as err:
             print(f"sage-ros demo: skipping {meta_path.parent}: {err}", file=sys.stderr)
-    by_size: dict[tuple, dict] = {}
+    by_size: dict[tuple, dict] = {}  # (architecture, latent shape) -> precision -> bundle
     for bundle in bundles:
-        if bundle.architecture == "TinyVAE" and bundle.precision in TINYVAE_PRECISIONS:
-            by_size.setdefault(bundle.latent_shape, {}).setdefault(bundle.precision, bundle)
+        if bundle.architecture in TINYVAE_FAMILY and bundle.precision in TINYVAE_PRECISIONS:
+            by_size.setdefault((bundle.architecture, bundle.latent_shape), {}).setdefault(bundle.precision, bundle)
     if not by_size:
         raise DemoError(f"no TinyVAE bundle (fp32 / int8 / int4) under {models_dir}; found "
                         f"{[b.name for b in bundles] or 'no valid bundles'}. Pass --models DIR (untrained test bundles for "
                         "the plumbing: python test/demo_helpers.py /tmp/demo_models)")
-    tinyvae = max(by_size.items(), key=lambda item: (len(item[1]), "fp32" in item[1], item[0]))[1]
+    from sage_ros.ros.params import DEFAULT_BUNDLES  # pure data (no rclpy)
+    with_default = [v for v in by_size.values() if any(b.name == DEFAULT_BUNDLES["tinyvae"] for b in v.values())]
+    tinyvae = with_default[0] if with_default else max(
+        by_size.items(), key=lambda item: (len(item[1]), "fp32" in item[1], item[0][1]))[1]
     puzzles = sorted((b for b in bundles if b.is_vq), key=lambda b: (b.precision != "fp32", b.name))
     return DemoModels({p: tinyvae[p] for p in TINYVAE_PRECISIONS if p in tinyvae}, puzzles[0] if puzzles else None,
                       bundles)

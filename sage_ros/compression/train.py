@@ -75,8 +75,8 @@ class TrainConfig:
     kl_warmup: float = 0.2          # fraction of the steps over which beta ramps up from 0
     recon: str = "sum"              # "sum" | "mean" | "sigma" (see module docstring)
     vq_beta: float = 0.25           # commitment weight (VisionPuzzleVAE)
-    vq_ema: float = 0.0             # VQ codebook as EMA k-means with this decay (0: by gradient; measured better
-                                    # on short CPU budgets: models/reports/puzzle/README.md)
+    vq_ema: float = 0.99            # VQ codebook as EMA k-means with this decay (0: by gradient): behind at 300
+                                    # steps, best at the end of a schedule (models/reports/puzzle/README.md)
     vq_restart: float = 0.03        # move a code used < this fraction of its fair share 1/K onto data (0: never)
     vq_init: str = "kmeans"         # VQ codebook start: "kmeans" of the first batch's encoder outputs | "sample"
     vq_soft: float = 0.0            # >0: straight-through softmax code gradients at this relative temperature

@@ -34,14 +34,16 @@ RUNS = {
                  ["--vq-ema", "0", "--vq-restart", "0.03", "--vq-init", "kmeans", "--vq-beta", "1.0"]),
     "s6_beta005": (100, "s3 with commitment weight 0.05",
                    ["--vq-ema", "0", "--vq-restart", "0.03", "--vq-init", "kmeans", "--vq-beta", "0.05"]),
-    "long": (1500, "s3's recipe to the end of a cosine schedule, 24,000 images",
+    "long": (1500, "s3's recipe (gradient codebook) to the end of a cosine schedule, 24,000 images: val flat from "
+                   "step 800 (12,800 images) on",
              ["--vq-ema", "0", "--vq-restart", "0.03", "--vq-init", "kmeans", "--vq-beta", "0.25",
               "--eval-every", "200", "--eval-images", "256"]),
     "long2": (2400, "the same recipe planned for 38,400 images, cancelled at step 990 once `long` had shown the "
                     "plateau (its curve repeats long's)",
               ["--vq-ema", "0", "--vq-restart", "0.03", "--vq-init", "kmeans", "--vq-beta", "0.25",
                "--eval-every", "200", "--eval-images", "256"]),
-    "ema_long": (900, "s2's EMA codebook (decay 0.99) + k-means init + restarts, run past the plateau of `long`",
+    "ema_long": (900, "**the shipped run**: s2's EMA codebook (decay 0.99) + k-means init + restarts, 14,400 images "
+                      "to the end of its cosine schedule (best final val of all runs)",
                  ["--vq-ema", "0.99", "--vq-restart", "0.03", "--vq-init", "kmeans", "--vq-beta", "0.25",
                   "--eval-every", "150", "--eval-images", "256"]),
     "soft": (800, "s3's recipe with straight-through softmax code gradients (--vq-soft 0.1), a last try at the "
@@ -107,7 +109,9 @@ def summarize(args) -> int:
              "Made by `.venv/bin/python scripts/puzzle_study.py summarize --root runs/p9 --out models/reports/puzzle` "
              "from runs made by `scripts/puzzle_study.py run` (commands below). All runs: online-augmented "
              "training crops, batch 16, lr 2e-3 (warm-up + cosine), 1 CPU thread on the shared 2-core machine. "
-             "Choices were made on the val split; test is only reported.", "",
+             "Choices were made on the val split; test is only reported. Not run: an input-normalisation sweep "
+             "(the design contract fixes the input to [-1, 1], and the first conv is followed by BatchNorm, which "
+             "absorbs a per-channel affine rescaling of the input up to optimisation conditioning).", "",
              "## Palette baseline (same information as the 30 x 30 code grid)", "",
              "| data | PSNR dB | SSIM | palette colours used | perplexity |", "|---|---|---|---|---|"]
     for key, label in ((128, "val, first 128 (sweep curves)"), (256, "val, first 256 (long-run curve)"),

@@ -1,4 +1,5 @@
 """ament_python build for sage_ros: `colcon build` on a robot, `pip install -e .` for development."""
+import os
 from glob import glob
 
 from setuptools import find_packages, setup
@@ -10,7 +11,7 @@ def _shipped_model_files():
     """models/<bundle>/<file> -> share/sage_ros/models/<bundle>/ (data_files wants one entry per directory)."""
     entries = {}
     for path in glob("models/**/*", recursive=True):
-        if not path.endswith("/") and "." in path.rsplit("/", 1)[-1]:
+        if os.path.isfile(path):  # not "has a dot": run directories such as L16_sum_b0.001 have one
             directory = path.rsplit("/", 1)[0]
             entries.setdefault(f"share/{PACKAGE}/{directory}", []).append(path)
     return sorted(entries.items())

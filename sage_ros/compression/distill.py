@@ -238,7 +238,10 @@ def distill(cfg: TrainConfig, dcfg: DistillConfig, run_dir: str | Path, *, train
     if rank != 0:
         return {}
     teacher_metrics = evaluate_reconstruction(teacher, test_images, cfg.eval_batch_size, device)
-    report = _comparison(cfg, dcfg, teacher, teacher_metrics, results, len(train_images))
+    from .augment import OnlineCrops
+    n_train = (f"online crops of {len(train_images.sources.photos)} photos + {len(train_images.sources.frames)} "
+               "video frames" if isinstance(train_images, OnlineCrops) else f"{len(train_images)} training images")
+    report = _comparison(cfg, dcfg, teacher, teacher_metrics, results, n_train)
     atomic_write_json(run_dir / "report.json", report)
     atomic_write_text(run_dir / "report.md", _comparison_markdown(report))
     return report
@@ -278,7 +281,7 @@ def _comparison(cfg, dcfg, teacher, teacher_metrics, results, n_train) -> dict:
 def _comparison_markdown(report: dict) -> str:
     lines = ["# Distillation: StandardVAE teacher -> TinyVAE32 student", "",
              f"Held-out `test` split, deterministic path, [0, 1] range. Student and baseline: same data "
-             f"({report['train_images']} training images), same budget, same initial weights.", "",
+             f"({report['train_images']}), same budget, same initial weights.", "",
              "| model | latent | params | MSE | PSNR (dB) | SSIM |", "|---|---|---|---|---|---|"]
     for name, row in report["models"].items():
         m = row["metrics"]

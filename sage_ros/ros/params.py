@@ -17,7 +17,7 @@ DEFAULT_MAX_PIXELS = 4096 * 4096
 # (share/sage_ros/models). fp32: onnxruntime runs TinyVAE's int8 QDQ graph slower than fp32 on a CPU, fp32
 # puzzle codes are exactly the evaluated model's, and TensorRT builds an FP16 engine from fp32 ONNX on a Jetson
 # (docs/ros.md). Kept here (no rclpy) so bench/ and the tests read the same names.
-DEFAULT_BUNDLES = {"tinyvae": "tinyvae_l8_fp32", "puzzle": "puzzle_l64_fp32"}
+DEFAULT_BUNDLES = {"tinyvae": "tinyvae_l64_fp32", "puzzle": "puzzle_l64_fp32"}
 BACKENDS = ("auto", "onnxruntime", "tensorrt", "torch")
 CROP_MODES = ("resize", "center", "letterbox", "motion")
 TRANSPORTS = ("raw", "compressed")

@@ -39,9 +39,15 @@ def bag() -> Path:
         pytest.skip(f"bundled bag missing: {err}")
 
 
+def _default_sigint() -> None:
+    """A suite started as a background job of a non-interactive shell (`bash .ci/run &`) runs with SIGINT ignored,
+    and children inherit that: give the demo the disposition a terminal's Ctrl-C would meet."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def demo_process(*args, env=None) -> subprocess.Popen:
     return subprocess.Popen(demo.sage_ros_command("demo", *args), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, env=env or os.environ.copy(), cwd=demo.REPO)
+                            text=True, env=env or os.environ.copy(), cwd=demo.REPO, preexec_fn=_default_sigint)
 
 
 # --- end to end -------------------------------------------------------------------------------------------------

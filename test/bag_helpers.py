@@ -1,6 +1,7 @@
 """Small rosbag2 bags for the bag tests, written with rosbags (sqlite3 or mcap), and a live-topic helper node."""
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -97,3 +98,21 @@ def write_camera_bag(path, frames: np.ndarray, fps=10.0, storage="mcap") -> list
             writer.write(raw, BAG_T0_NS + int(i * 1e9 / fps), store.serialize_cdr(image, "sensor_msgs/msg/Image"))
             writer.write(jpeg, BAG_T0_NS + int(i * 1e9 / fps) + 1, store.serialize_cdr(compressed, "sensor_msgs/msg/CompressedImage"))
     return stamps
+
+
+@contextlib.contextmanager
+def private_node(name: str):
+    """(node, executor) in a context of their own, shut down on exit: the talkers and listeners of the bag tests."""
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+
+    context = rclpy.context.Context()
+    rclpy.init(context=context)
+    node = rclpy.create_node(name, context=context)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    try:
+        yield node, executor
+    finally:
+        node.destroy_node()
+        rclpy.shutdown(context=context)

@@ -13,14 +13,12 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
-import rclpy
 from mcap_ros2.reader import read_ros2_messages
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rosbags.rosbag2 import Reader
 from std_msgs.msg import String
 
-from bag_helpers import sage_ros, spin_until, write_image_bag
+from bag_helpers import private_node, sage_ros, spin_until, write_image_bag
 from sage_ros.bag.common import open_reader, typestore
 from sage_ros.bag.encode import encode_bag
 from sage_ros.bag.recover import salvage_to
@@ -30,14 +28,8 @@ RATE_HZ = 100.0
 
 @pytest.fixture
 def talker():
-    context = rclpy.context.Context()
-    rclpy.init(context=context)
-    node = rclpy.create_node("bag_crash_talker", context=context)
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(node)
-    yield node, executor
-    node.destroy_node()
-    rclpy.shutdown(context=context)
+    with private_node("bag_crash_talker") as node_and_executor:
+        yield node_and_executor
 
 
 def _recovered_numbers(bag: Path) -> list[int]:

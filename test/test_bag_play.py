@@ -2,34 +2,26 @@
 import time
 
 import pytest
-import rclpy
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import qos_profile_sensor_data
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Image
 
-from bag_helpers import BAG_T0_NS, sage_ros, spin_until, write_image_bag
+from bag_helpers import BAG_T0_NS, private_node, sage_ros, spin_until, write_image_bag
 
 
 @pytest.fixture
 def listener():
     """A node in this process that stores (receive time, bytes) per topic, raw."""
-    context = rclpy.context.Context()
-    rclpy.init(context=context)
-    node = rclpy.create_node("bag_play_listener", context=context)
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(node)
-    received = {}
+    with private_node("bag_play_listener") as (node, executor):
+        received = {}
 
-    def listen(topic, msg_class=Image, raw=True):
-        received[topic] = []
-        node.create_subscription(msg_class, topic, lambda m: received[topic].append((time.monotonic(), m)),
-                                 qos_profile_sensor_data if msg_class is Image else 10, raw=raw)
-        return received[topic]
+        def listen(topic, msg_class=Image, raw=True):
+            received[topic] = []
+            node.create_subscription(msg_class, topic, lambda m: received[topic].append((time.monotonic(), m)),
+                                     qos_profile_sensor_data if msg_class is Image else 10, raw=raw)
+            return received[topic]
 
-    yield executor, listen
-    node.destroy_node()
-    rclpy.shutdown(context=context)
+        yield executor, listen
 
 
 def play_and_collect(executor, args, done, timeout=20.0):

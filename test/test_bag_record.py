@@ -7,25 +7,18 @@ import pytest
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from mcap_ros2.reader import read_ros2_messages
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.serialization import serialize_message
 from sensor_msgs.msg import Image
 
-from bag_helpers import sage_ros, spin_until, write_image_bag
+from bag_helpers import private_node, sage_ros, spin_until, write_image_bag
 from sage_ros.bag.common import open_reader, typestore
 
 
 @pytest.fixture
 def talker():
-    context = rclpy.context.Context()
-    rclpy.init(context=context)
-    node = rclpy.create_node("bag_record_talker", context=context)
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(node)
-    yield node, executor
-    node.destroy_node()
-    rclpy.shutdown(context=context)
+    with private_node("bag_record_talker") as node_and_executor:
+        yield node_and_executor
 
 
 def latent_msg(index: int, dim=8) -> Image:

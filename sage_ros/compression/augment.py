@@ -204,6 +204,12 @@ class _Prefetcher:
 HELD_OUT_VIEW_SEED = 20261128  # fixed: the held-out views must not move with a training seed
 
 
+def held_out_windows(sources: TrainSources, size: int, count: int, seed: int, flip: bool = False) -> np.ndarray:
+    """`count` windows of many sizes and aspects from `sources`, area-resized to size x size, no colour jitter
+    (the crop sampler of training, seeded, so a held-out draw is the same every time)."""
+    return OnlineCrops(sources, size, seed=seed, cfg=AugmentConfig(flip=flip, jitter=0.0)).make_batch(0, count)
+
+
 def held_out_views(size: int, root=None, split: str = "test", n_windows: int = 1000) -> dict[str, np.ndarray]:
     """The held-out `split` seen three ways, each uint8 N x size x size x 3:
 
@@ -216,8 +222,7 @@ def held_out_views(size: int, root=None, split: str = "test", n_windows: int = 1
     from sage_ros.data import load_split
 
     sources = TrainSources.load(root, split=split, video_stride=1)
-    plain = AugmentConfig(flip=False, jitter=0.0)
-    windows = OnlineCrops(sources, size, seed=HELD_OUT_VIEW_SEED, cfg=plain).make_batch(0, n_windows)
+    windows = held_out_windows(sources, size, n_windows, HELD_OUT_VIEW_SEED)
     whole = sources.photos + sources.frames[::10]
     frames = np.stack([cv2.resize(im, (size, size), interpolation=cv2.INTER_AREA) for im in whole])
     return {"crops": np.asarray(load_split(size, split, root)), "windows": windows, "frames": frames}

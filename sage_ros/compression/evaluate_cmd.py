@@ -151,10 +151,9 @@ def _pca(args, model, images, out: Path) -> dict:
 def held_out_windows(size: int, count: int, seed: int, split: str = "test", root=None):
     """uint8 windows from `split`'s source images (augment.OnlineCrops without colour jitter): log-uniform
     window areas from 10 % of the short side to all of it, aspect 9:16..16:9, area-resized to size x size."""
-    from .augment import AugmentConfig, OnlineCrops, TrainSources
+    from .augment import TrainSources, held_out_windows as windows_of
 
-    crops = OnlineCrops(TrainSources.load(root, split=split), size, seed=seed, cfg=AugmentConfig(jitter=0.0))
-    return crops.make_batch(step=0, batch_size=count)
+    return windows_of(TrainSources.load(root, split=split), size, count, seed, flip=True)
 
 
 def _puzzle_extras(args, model, images, bundles: list) -> dict:

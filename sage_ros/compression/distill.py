@@ -188,7 +188,7 @@ def _student_run(cfg, dcfg, teacher, features, images, run_dir: Path, job: str, 
     curve = None
     if cfg.eval_every > 0:  # the held-out curve of the student itself (not of the wrapper with P)
         student_curve = held_out_curve(*curve_images(cfg, IMAGE_SIZE, images))
-        curve = lambda m: student_curve(m.student)  # noqa: E731
+        curve = lambda m, **kw: student_curve(m.student, **kw)  # noqa: E731
     stats = fit(module, distill_loss_fn(teacher, features, dcfg), images, cfg, run_dir, job=job, curve=curve)
     return student.eval(), module, stats
 

@@ -340,7 +340,8 @@ def fit(module: nn.Module, loss_fn: Callable, images_uint8, cfg: TrainConfig, ru
 
     `images_uint8` is a uint8 NHWC array (fixed set, shuffled per epoch) or an augment.OnlineCrops stream.
     Resumes from <run_dir>/checkpoint.pt when it exists. `on_fresh_start(module, first_batch)` runs once
-    before the first step of a new run (not on resume). `curve(model) -> dict` (held-out metrics) is called
+    before the first step of a new run (not on resume). `curve(model, train_side=True) -> dict` (held-out metrics; the
+    raw weights of an EMA run are measured with train_side=False, val only) is called
     every `cfg.eval_every` steps and at the end; its points, with the mean training loss since the previous
     point and the images seen, are kept in the checkpoint and written to <run_dir>/curve.json.
     With cfg.ema > 0 the weights left in `module` at the end are the EMA weights if they beat the raw ones on
@@ -418,7 +419,7 @@ def fit(module: nn.Module, loss_fn: Callable, images_uint8, cfg: TrainConfig, ru
                          "wall_s": round(elapsed_before + time.perf_counter() - start, 1)}
                 point.update(curve(ema.module if ema is not None else module))
                 if ema is not None:  # the raw weights too: whether the EMA pays is read off the same run
-                    point["val_psnr_raw"] = curve(module)["val_psnr"]
+                    point["val_psnr_raw"] = curve(module, train_side=False)["val_psnr"]
                 module.train()
                 points.append(point)
                 curve_sum, curve_count = 0.0, 0
@@ -547,13 +548,14 @@ def training_stream(cfg: TrainConfig, size: int):
 
 def held_out_curve(images_uint8, cfg: TrainConfig, train_probe=None) -> Callable[[nn.Module], dict]:
     """curve(model) -> {"val_psnr", "val_ssim", "val_mse", ...} on a fixed held-out sample (and "train_psnr"
-    on a fixed sample of training inputs when `train_probe` is given: the gap shows memorisation)."""
+    on a fixed sample of training inputs when `train_probe` is given and `train_side`: the gap shows
+    memorisation)."""
     device = _eval_device(cfg)
 
-    def curve(model: nn.Module) -> dict:
+    def curve(model: nn.Module, train_side: bool = True) -> dict:
         held = evaluate_reconstruction(model, images_uint8, cfg.eval_batch_size, device)
         point = {f"val_{k}": v for k, v in held.items() if k != "images"}
-        if train_probe is not None:
+        if train_probe is not None and train_side:
             point["train_psnr"] = evaluate_reconstruction(model, train_probe, cfg.eval_batch_size, device)["psnr"]
         return point
     return curve

@@ -9,8 +9,8 @@
 #   distill_s{k}/       `sage-ros distill` runs (student + baseline per seed) sharing teacher/
 # 1. sage-ros ablate per architecture over those runs (reused, not retrained): fp32 / int8 / int4 files, PCA-L,
 #    held-out crops + windows + whole frames, the recommendation rule;
-# 2. exports fp32 / int8 / int4 bundles at the recommended L and at L=64 for each architecture
-#    (int4: GPTQ Linears + INT8 convolutions, as before), each measured with onnxruntime (--evaluate);
+# 2. exports the shipped bundles (seed L = 8 and 64 in fp32 / int8 / int4, TinyVAELinSkip L = 64 int8; int4: GPTQ
+#    Linears + INT8 convolutions), each measured with onnxruntime (--evaluate);
 # 3. the distillation summary over seeds (scripts/distill_summary.py);
 # 4. copies the small report files to models/reports/tinyvae/ and records every command.
 set -euo pipefail
@@ -46,30 +46,29 @@ ablate_arch() {  # arch prefix latents...
 ablate_arch TinyVAE seed $SEED_LATENTS
 ablate_arch TinyVAELinSkip lin $LIN_LATENTS
 
-recommended() { "$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))['recommendation']['latent'])" "$1"; }
-export_set() {  # arch-dir bundle-prefix L
-  local run_dir=$1/L$3 name=$2_l$3
-  for precision in fp32 int8; do
-    rm -rf "${MODELS:?}/${name}_$precision"
-    run "${SAGE[@]}" export --model "$run_dir" --precision $precision --out "$MODELS/${name}_$precision" \
-      --metrics "$run_dir/metrics.json" --evaluate
-  done
-  rm -rf "${MODELS:?}/${name}_int4"
-  run "${SAGE[@]}" export --model "$run_dir" --precision int4 --out "$MODELS/${name}_int4" \
-    --metrics "$run_dir/metrics.json" --evaluate --rounding gptq --conv-scheme int8
+export_bundle() {  # run-dir bundle-name precision
+  local extra=()
+  [ "$3" = int4 ] && extra=(--rounding gptq --conv-scheme int8)  # GPTQ Linears + INT8 convolutions
+  rm -rf "${MODELS:?}/$2"
+  run "${SAGE[@]}" export --model "$1" --precision "$3" --out "$MODELS/$2" --metrics "$1/metrics.json" --evaluate \
+    "${extra[@]}"
 }
-for arch_prefix in "TinyVAE tinyvae" "TinyVAELinSkip tinyvae_linskip"; do
-  set -- $arch_prefix
-  dir=$ROOT/ablate_$1
-  L=$(recommended "$dir/ablation.json")
-  echo "$1: recommended L=$L"
-  for n in $(echo "$L 64" | tr ' ' '\n' | sort -un); do export_set "$dir" "$2" "$n"; done
-  mkdir -p "$REPORTS/ablation_$1"
-  cp "$dir"/ablation.{md,json,png} "$REPORTS/ablation_$1/"
+# What ships (models/reports/tinyvae/, README): the seed at L = 64 (the rule's pick and the encoder default) and
+# L = 8 in every precision; the variant at L = 64 as INT8 only (not the default: it ties the seed on the test crops).
+for n in 8 64; do
+  for precision in fp32 int8 int4; do
+    export_bundle "$ROOT/ablate_TinyVAE/L$n" "tinyvae_l${n}_$precision" $precision
+  done
+done
+export_bundle "$ROOT/ablate_TinyVAELinSkip/L64" tinyvae_linskip_l64_int8 int8
+for arch in TinyVAE TinyVAELinSkip; do
+  dir=$ROOT/ablate_$arch
+  mkdir -p "$REPORTS/ablation_$arch"
+  cp "$dir"/ablation.{md,json,png} "$REPORTS/ablation_$arch/"
   for n in $(ls -d "$dir"/L*/ | xargs -n1 basename); do
-    mkdir -p "$REPORTS/ablation_$1/$n"
+    mkdir -p "$REPORTS/ablation_$arch/$n"
     for f in report.md report.json curve.png curve.json; do
-      [ -f "$dir/$n/$f" ] && cp "$dir/$n/$f" "$REPORTS/ablation_$1/$n/"
+      [ -f "$dir/$n/$f" ] && cp "$dir/$n/$f" "$REPORTS/ablation_$arch/$n/"
     done
   done
 done

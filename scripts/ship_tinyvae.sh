@@ -21,10 +21,13 @@ MODELS=${MODELS:-models}
 REPORTS=$MODELS/reports/tinyvae
 SEED_LATENTS=${SEED_LATENTS:-8 64}
 LIN_LATENTS=${LIN_LATENTS:-4 8 16 32 64}
+STAGES=${STAGES:-ablate export distill}  # any of: ablate export distill (e.g. STAGES=distill after new distill runs)
 SAGE=("$PY" -m sage_ros.cli)
+stage() { [[ " $STAGES " == *" $1 "* ]]; }
 mkdir -p "$REPORTS"
 CMDLOG=$REPORTS/COMMANDS_export.md
-echo "# Export stage ($(date -u +%F), CPU)" > "$CMDLOG"
+[ -f "$CMDLOG" ] && stage ablate && stage export && stage distill && rm "$CMDLOG"
+echo "# Export stage ($(date -u +%F), CPU; stages: $STAGES)" >> "$CMDLOG"
 echo >> "$CMDLOG"
 run() {  # echo, record, run
   echo "+ $*"
@@ -43,24 +46,33 @@ ablate_arch() {  # arch prefix latents...
   fi
   run "${SAGE[@]}" ablate --model "$arch" --run-dir "$dir" --latents "$@" --no-progress
 }
-ablate_arch TinyVAE seed $SEED_LATENTS
-ablate_arch TinyVAELinSkip lin $LIN_LATENTS
+if stage ablate; then
+  ablate_arch TinyVAE seed $SEED_LATENTS
+  ablate_arch TinyVAELinSkip lin $LIN_LATENTS
+fi
 
-export_bundle() {  # run-dir bundle-name precision
-  local extra=()
+export_bundle() {  # run-dir bundle-name precision (fp32 | int8 | int8_cpu | int4)
+  local extra=() precision=$3
   [ "$3" = int4 ] && extra=(--rounding gptq --conv-scheme int8)  # GPTQ Linears + INT8 convolutions
+  [ "$3" = int8_cpu ] && precision=int8 && extra=(--int8-target cpu)  # uint8 activations: onnxruntime CPU only
   rm -rf "${MODELS:?}/$2"
-  run "${SAGE[@]}" export --model "$1" --precision "$3" --out "$MODELS/$2" --metrics "$1/metrics.json" --evaluate \
-    "${extra[@]}"
+  run "${SAGE[@]}" export --model "$1" --precision "$precision" --out "$MODELS/$2" --metrics "$1/metrics.json" \
+    --evaluate "${extra[@]}"
 }
 # What ships (models/reports/tinyvae/, README): the seed at L = 64 (the rule's pick and the encoder default) and
 # L = 8 in every precision; the variant at L = 64 as INT8 only (not the default: it ties the seed on the test crops).
+# tinyvae_l64_int8 is symmetric (onnxruntime and TensorRT); tinyvae_l64_int8_cpu has uint8 activations (closer to
+# fp32 on onnxruntime CPU, not loadable by TensorRT).
+if stage export; then
 for n in 8 64; do
   for precision in fp32 int8 int4; do
     export_bundle "$ROOT/ablate_TinyVAE/L$n" "tinyvae_l${n}_$precision" $precision
   done
 done
+export_bundle "$ROOT/ablate_TinyVAE/L64" tinyvae_l64_int8_cpu int8_cpu
 export_bundle "$ROOT/ablate_TinyVAELinSkip/L64" tinyvae_linskip_l64_int8 int8
+fi
+if stage ablate; then  # the ablation reports beside the bundles
 for arch in TinyVAE TinyVAELinSkip; do
   dir=$ROOT/ablate_$arch
   mkdir -p "$REPORTS/ablation_$arch"
@@ -72,8 +84,9 @@ for arch in TinyVAE TinyVAELinSkip; do
     done
   done
 done
+fi
 
-if ls -d "$ROOT"/distill_s*/ >/dev/null 2>&1; then
+if stage distill && ls -d "$ROOT"/distill_s*/ >/dev/null 2>&1; then
   run "$PY" scripts/distill_summary.py --out "$REPORTS/distill" "$ROOT"/distill_s*/
   student=$("$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))['ship']['run'])" "$REPORTS/distill/summary.json")
   name=tinyvae32_l64_fp32

@@ -227,3 +227,31 @@ def test_verbs_run_as_compression_jobs(run_dir, tmp_path):
     assert main(job_argv(spec)[3:]) == 0
     assert read_progress(tmp_path / "je")["done"] and not (tmp_path / "bundle" / "progress.json").exists()
     load_bundle(tmp_path / "bundle")
+
+
+@pytest.mark.parametrize("target", [None, "tensorrt"])
+def test_int8_keeps_per_image_norms_float(target, tmp_path):
+    """GroupNorm (exported as InstanceNormalization + affine) rescales by each image's statistics, so its
+    nodes stay float while every convolution around them is still int8 (and the TensorRT graph stays valid)."""
+    import onnx
+    from quant_helpers import smooth_images
+    from sage_ros.compression.onnx_quant import export_int8_bundle
+
+    model = trained_model("TinyVAE", 8, steps=10)
+    b8 = export_int8_bundle(model, tmp_path / "b8", name="b8", calibration_images=smooth_images(4, 64, 7),
+                            target=target)
+    graph = onnx.load(str(b8 / "encoder.onnx")).graph
+    producer = {out: n for n in graph.node for out in n.output}
+    norms = [n for n in graph.node if n.op_type == "InstanceNormalization"]
+    assert len(norms) == 3
+    float_nodes = load_bundle(b8).meta["quantization"]["float_nodes"]
+    quantized_tensors = {n.input[0] for n in graph.node if n.op_type == "QuantizeLinear"}
+    for norm in norms:
+        assert norm.name in float_nodes
+        scope = norm.name.rsplit("/", 1)[0] + "/"
+        in_scope = [n for n in graph.node if n.name.startswith(scope) and n.op_type not in ("Shape", "Constant")]
+        assert {n.op_type for n in in_scope} >= {"Reshape", "InstanceNormalization", "Mul", "Add"}
+        # nothing computed inside the normalisation is rounded to 8 bits
+        assert not any(out in quantized_tensors for n in in_scope for out in n.output)
+    convs = [n for n in graph.node if n.op_type == "Conv"]
+    assert convs and all(producer[c.input[1]].op_type == "DequantizeLinear" for c in convs)

@@ -42,12 +42,12 @@ RUNS = {
                     "plateau (its curve repeats long's)",
               ["--vq-ema", "0", "--vq-restart", "0.03", "--vq-init", "kmeans", "--vq-beta", "0.25",
                "--eval-every", "200", "--eval-images", "256"]),
-    "ema_long": (900, "**the shipped run**: s2's EMA codebook (decay 0.99) + k-means init + restarts, 14,400 images "
-                      "to the end of its cosine schedule (best final val of all runs)",
+    "ema_long": (900, "s2's EMA codebook (decay 0.99) + k-means init + restarts, 14,400 images to the end of its "
+                      "cosine schedule (best final val of the first eight runs; shipped before ema_xl)",
                  ["--vq-ema", "0.99", "--vq-restart", "0.03", "--vq-init", "kmeans", "--vq-beta", "0.25",
                   "--eval-every", "150", "--eval-images", "256"]),
-    "ema_xl": (5000, "ema_long's recipe run 5.6x longer, 80,000 images to the end of its cosine schedule, on a core "
-                     "of its own (the convergence run)",
+    "ema_xl": (5000, "**the shipped run**: ema_long's recipe run 5.6x longer, 80,000 images to the end of its cosine "
+                     "schedule on a core of its own; val flat (within +-0.1 dB) over its last 24,000 images",
                ["--vq-ema", "0.99", "--vq-restart", "0.03", "--vq-init", "kmeans", "--vq-beta", "0.25",
                 "--eval-every", "500", "--eval-images", "256"]),
     "soft": (800, "s3's recipe with straight-through softmax code gradients (--vq-soft 0.1), a last try at the "

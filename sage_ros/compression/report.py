@@ -245,6 +245,9 @@ def plot_training_curve(path, points: list[dict], title: str = "", baselines: di
         ax_psnr.axhline(value, linestyle="--", linewidth=1, color="grey")
         ax_psnr.annotate(label, (seen[0] if seen else 0, value), fontsize=8, xytext=(2, 2), textcoords="offset points")
     ax_psnr.set_xlabel("images seen")
+    from matplotlib.ticker import EngFormatter
+    for ax in (ax_loss, ax_psnr):  # 80k, not 80000 (long runs' tick labels ran into each other)
+        ax.xaxis.set_major_formatter(EngFormatter(sep=""))
     ax_psnr.set_ylabel("PSNR (dB)")
     ax_psnr.grid(True, alpha=0.3)
     ax_psnr.legend(fontsize=8)

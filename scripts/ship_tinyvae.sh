@@ -27,6 +27,7 @@ stage() { [[ " $STAGES " == *" $1 "* ]]; }
 mkdir -p "$REPORTS"
 CMDLOG=$REPORTS/COMMANDS_export.md
 [ -f "$CMDLOG" ] && stage ablate && stage export && stage distill && rm "$CMDLOG"
+[ -s "$CMDLOG" ] && echo >> "$CMDLOG"
 echo "# Export stage ($(date -u +%F), CPU; stages: $STAGES)" >> "$CMDLOG"
 echo >> "$CMDLOG"
 run() {  # echo, record, run

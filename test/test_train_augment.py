@@ -221,3 +221,25 @@ def test_train_initialises_the_linear_path_from_training_images(tmp_path):
     for name in ("lin_enc.weight", "lin_dec.weight", "lin_dec.bias", "low_mean"):
         assert torch.equal(before[name], after[name]), name
     assert not torch.equal(before["fc_mu.weight"], after["fc_mu.weight"])
+
+
+def test_weight_ema_warms_up_instead_of_remembering_the_initial_weights():
+    """After 50 updates toward 1.0 from 0.0, a fixed-0.999 EMA would still be at 1 - 0.999^50 = 0.05; the warmed-up
+    decay tracks the weights early and reaches the full decay later (and leaves integer buffers integral)."""
+    from sage_ros.compression.train import ema_decay_at, make_ema
+
+    assert ema_decay_at(0.999, 0) == pytest.approx(0.1) and ema_decay_at(0.999, 10**6) == 0.999
+    assert ema_decay_at(0.999, 100) < ema_decay_at(0.999, 1000) < 0.999
+    net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
+    with torch.no_grad():
+        for p in net.parameters():
+            p.zero_()
+    ema = make_ema(net, 0.999)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.fill_(1.0)
+    for _ in range(50):
+        ema.update_parameters(net)
+    weight = ema.module[0].weight
+    assert float(weight.min()) > 0.8, "the EMA still holds the initial weights"
+    assert ema.module[1].num_batches_tracked.dtype == torch.int64

@@ -325,12 +325,35 @@ def ema_pays(points: list[dict]) -> bool:
     return points[-1]["val_psnr"] >= points[-1]["val_psnr_raw"]
 
 
+def ema_decay_at(decay: float, updates: int) -> float:
+    """EMA decay after `updates` averaging steps: min(decay, (1 + n) / (10 + n)) (TensorFlow's
+    ExponentialMovingAverage num_updates rule). Why: with a fixed 0.999 the initial random weights still hold
+    0.999^1000 = 37 % of the average after 1,000 steps, so an EMA run's held-out curve read ~10 dB below its raw
+    weights for the first few thousand steps (measured on the StandardVAE teacher and the TinyVAE32 students)."""
+    return min(decay, (1.0 + updates) / (10.0 + updates))
+
+
+def _warmup_ema_multi_avg_fn(decay: float):
+    """torch.optim.swa_utils.get_ema_multi_avg_fn with the decay of ema_decay_at (torch's takes a fixed decay)."""
+
+    @torch.no_grad()
+    def ema_update(ema_params, current_params, num_averaged) -> None:
+        d = ema_decay_at(decay, int(num_averaged))
+        if torch.is_floating_point(ema_params[0]) or torch.is_complex(ema_params[0]):
+            torch._foreach_lerp_(ema_params, current_params, 1.0 - d)
+        else:  # integer buffers (BatchNorm's num_batches_tracked), as torch's own EMA does them
+            for p_ema, p_model in zip(ema_params, current_params, strict=True):
+                p_ema.copy_(p_ema * d + p_model * (1.0 - d))
+    return ema_update
+
+
 def make_ema(module: nn.Module, decay: float):
-    """torch's own AveragedModel with an EMA average (buffers such as BatchNorm statistics are copied)."""
+    """torch's own AveragedModel with an EMA average whose decay warms up (ema_decay_at); buffers such as
+    BatchNorm statistics are averaged too."""
     if decay <= 0:
         return None
-    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-    return AveragedModel(module, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+    from torch.optim.swa_utils import AveragedModel
+    return AveragedModel(module, multi_avg_fn=_warmup_ema_multi_avg_fn(decay), use_buffers=True)
 
 
 def fit(module: nn.Module, loss_fn: Callable, images_uint8, cfg: TrainConfig, run_dir: str | Path, *,

@@ -238,7 +238,8 @@ def plot_training_curve(path, points: list[dict], title: str = "", baselines: di
     ax_loss.set_ylabel("training loss")
     ax_loss.grid(True, alpha=0.3)
     ax_loss.legend(fontsize=8)
-    for key, label in (("val_psnr", "held-out (val) PSNR"), ("train_psnr", "training-input PSNR")):
+    for key, label in (("val_psnr", "held-out (val) PSNR"), ("val_psnr_raw", "held-out, raw weights (EMA runs)"),
+                       ("train_psnr", "training-input PSNR")):
         if all(key in p for p in points):
             ax_psnr.plot(seen, [p[key] for p in points], marker=".", label=label)
     for label, value in (baselines or {}).items():

@@ -334,16 +334,11 @@ def ema_decay_at(decay: float, updates: int) -> float:
 
 
 def _warmup_ema_multi_avg_fn(decay: float):
-    """torch.optim.swa_utils.get_ema_multi_avg_fn with the decay of ema_decay_at (torch's takes a fixed decay)."""
+    """torch's own EMA update (get_ema_multi_avg_fn, which takes a fixed decay) at the decay of ema_decay_at."""
+    from torch.optim.swa_utils import get_ema_multi_avg_fn
 
-    @torch.no_grad()
     def ema_update(ema_params, current_params, num_averaged) -> None:
-        d = ema_decay_at(decay, int(num_averaged))
-        if torch.is_floating_point(ema_params[0]) or torch.is_complex(ema_params[0]):
-            torch._foreach_lerp_(ema_params, current_params, 1.0 - d)
-        else:  # integer buffers (BatchNorm's num_batches_tracked), as torch's own EMA does them
-            for p_ema, p_model in zip(ema_params, current_params, strict=True):
-                p_ema.copy_(p_ema * d + p_model * (1.0 - d))
+        get_ema_multi_avg_fn(ema_decay_at(decay, int(num_averaged)))(ema_params, current_params, num_averaged)
     return ema_update
 
 

@@ -21,39 +21,38 @@ REPO = Path(__file__).resolve().parents[1]
 COMMON = ["--model", "VisionPuzzleVAE", "--batch-size", "16", "--lr", "0.002", "--threads", "1", "--no-progress",
           "--device", "cpu", "--checkpoint-every", "100"]
 SHORT = ["--eval-every", "100", "--eval-images", "128"]
+
+
+def codebook(ema: str, restart: str = "0.03", init: str = "kmeans", beta: str = "0.25") -> list[str]:
+    """The VQ codebook options every run sets (sage-ros train --vq-*)."""
+    return ["--vq-ema", ema, "--vq-restart", restart, "--vq-init", init, "--vq-beta", beta]
+
+
+def long_curve(every: str) -> list[str]:
+    """Held-out curve of a long run: every `every` steps on the first 256 val crops."""
+    return ["--eval-every", every, "--eval-images", "256"]
+
+
 # name: (steps, what it tests, options)
 RUNS = {
     "s1_old": (300, "codebook by gradient (van den Oord loss), init = random encoder outputs of batch 1 (the "
-                    "shipped recipe)", ["--vq-ema", "0", "--vq-restart", "0", "--vq-init", "sample",
-                                        "--vq-beta", "0.25"]),
-    "s2_ema": (300, "EMA k-means codebook (decay 0.99) + k-means init + dead-code restarts",
-               ["--vq-ema", "0.99", "--vq-restart", "0.03", "--vq-init", "kmeans", "--vq-beta", "0.25"]),
-    "s3_grad_km": (200, "codebook by gradient + k-means init + dead-code restarts",
-                   ["--vq-ema", "0", "--vq-restart", "0.03", "--vq-init", "kmeans", "--vq-beta", "0.25"]),
-    "s5_beta1": (100, "s3 with commitment weight 1.0",
-                 ["--vq-ema", "0", "--vq-restart", "0.03", "--vq-init", "kmeans", "--vq-beta", "1.0"]),
-    "s6_beta005": (100, "s3 with commitment weight 0.05",
-                   ["--vq-ema", "0", "--vq-restart", "0.03", "--vq-init", "kmeans", "--vq-beta", "0.05"]),
+                    "shipped recipe)", codebook("0", restart="0", init="sample")),
+    "s2_ema": (300, "EMA k-means codebook (decay 0.99) + k-means init + dead-code restarts", codebook("0.99")),
+    "s3_grad_km": (200, "codebook by gradient + k-means init + dead-code restarts", codebook("0")),
+    "s5_beta1": (100, "s3 with commitment weight 1.0", codebook("0", beta="1.0")),
+    "s6_beta005": (100, "s3 with commitment weight 0.05", codebook("0", beta="0.05")),
     "long": (1500, "s3's recipe (gradient codebook) to the end of a cosine schedule, 24,000 images: val flat from "
-                   "step 800 (12,800 images) on",
-             ["--vq-ema", "0", "--vq-restart", "0.03", "--vq-init", "kmeans", "--vq-beta", "0.25",
-              "--eval-every", "200", "--eval-images", "256"]),
+                   "step 800 (12,800 images) on", codebook("0") + long_curve("200")),
     "long2": (2400, "the same recipe planned for 38,400 images, cancelled at step 990 once `long` had shown the "
-                    "plateau (its curve repeats long's)",
-              ["--vq-ema", "0", "--vq-restart", "0.03", "--vq-init", "kmeans", "--vq-beta", "0.25",
-               "--eval-every", "200", "--eval-images", "256"]),
+                    "plateau (its curve repeats long's)", codebook("0") + long_curve("200")),
     "ema_long": (900, "s2's EMA codebook (decay 0.99) + k-means init + restarts, 14,400 images to the end of its "
                       "cosine schedule (best final val of the first eight runs; shipped before ema_xl)",
-                 ["--vq-ema", "0.99", "--vq-restart", "0.03", "--vq-init", "kmeans", "--vq-beta", "0.25",
-                  "--eval-every", "150", "--eval-images", "256"]),
+                 codebook("0.99") + long_curve("150")),
     "ema_xl": (5000, "**the shipped run**: ema_long's recipe run 5.6x longer, 80,000 images to the end of its cosine "
                      "schedule on a core of its own; val flat (within +-0.1 dB) over its last 24,000 images",
-               ["--vq-ema", "0.99", "--vq-restart", "0.03", "--vq-init", "kmeans", "--vq-beta", "0.25",
-                "--eval-every", "500", "--eval-images", "256"]),
+               codebook("0.99") + long_curve("500")),
     "soft": (800, "s3's recipe with straight-through softmax code gradients (--vq-soft 0.1), a last try at the "
-                  "palette gap (800 steps: all the time left)",
-             ["--vq-ema", "0", "--vq-restart", "0.03", "--vq-init", "kmeans", "--vq-beta", "0.25", "--vq-soft", "0.1",
-              "--eval-every", "200", "--eval-images", "256"]),
+                  "palette gap (800 steps: all the time left)", codebook("0") + ["--vq-soft", "0.1"] + long_curve("200")),
 }
 LONG_RUNS = ("long", "long2", "ema_long", "ema_xl", "soft")
 

@@ -201,7 +201,7 @@ def straight_through_softmax(model: nn.Module, x: torch.Tensor, temperature: flo
     z_e = model.encode_continuous(x)
     flat = flat_latents(z_e)
     weight = model.codebook.weight
-    d2 = flat.pow(2).sum(1, keepdim=True) - 2 * flat @ weight.t() + weight.pow(2).sum(1)[None, :]
+    d2 = model.code_distances(flat)
     codes = d2.argmin(dim=1)
     tau = temperature * d2.detach().mean().clamp_min(1e-8)
     z_soft = torch.softmax(-d2 / tau, dim=1) @ weight

@@ -43,12 +43,15 @@ class VisionPuzzleVAE(nn.Module):
         h = F.interpolate(h, size=(GRID, GRID), mode="bilinear", align_corners=False)
         return self.to_latent(h)
 
+    def code_distances(self, flat: torch.Tensor) -> torch.Tensor:
+        """(M x L latents) -> M x num_codes squared Euclidean distances to the codebook entries."""
+        weight = self.codebook.weight
+        return flat.pow(2).sum(1, keepdim=True) - 2 * flat @ weight.t() + weight.pow(2).sum(1)[None, :]
+
     def quantize(self, z_e: torch.Tensor) -> torch.Tensor:
         """Nearest codebook entry per grid cell -> N x 30 x 30 int64 codes."""
         flat = z_e.permute(0, 2, 3, 1).reshape(-1, self.latent_dim)
-        dist = (flat.pow(2).sum(1, keepdim=True) - 2 * flat @ self.codebook.weight.t()
-                + self.codebook.weight.pow(2).sum(1)[None, :])
-        return dist.argmin(dim=1).view(z_e.shape[0], z_e.shape[2], z_e.shape[3])
+        return self.code_distances(flat).argmin(dim=1).view(z_e.shape[0], z_e.shape[2], z_e.shape[3])
 
     def embed(self, codes: torch.Tensor) -> torch.Tensor:
         """N x 30 x 30 codes -> N x L x 30 x 30 codebook vectors."""

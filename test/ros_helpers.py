@@ -126,11 +126,22 @@ class TestGraph:
         received.subscription = self.node.create_subscription(msg_type, topic, append, qos)
         return received
 
-    def call(self, client, request, timeout: float = 10.0):
+    def call(self, client, request, timeout: float = 10.0, resend_s: float | None = None):
+        """Call a service and return its reply. With `resend_s`, for idempotent requests only (parameters, state
+        queries), the request goes out again after every `resend_s` without a reply: one sent while discovery
+        between two processes is still settling can be lost even though the service looks ready."""
         wait_for(lambda: client.service_is_ready(), timeout)
-        future = client.call_async(request)
-        wait_for(future.done, timeout)
-        return future.result()
+        deadline = time.monotonic() + timeout
+        while True:
+            future = client.call_async(request)
+            wait_s = deadline - time.monotonic() if resend_s is None else min(resend_s, deadline - time.monotonic())
+            try:
+                wait_for(future.done, max(wait_s, 0.0), what=f"a reply from {client.srv_name}")
+                return future.result()
+            except AssertionError:
+                client.remove_pending_request(future)
+                if resend_s is None or time.monotonic() >= deadline:
+                    raise
 
     def close(self) -> None:
         import rclpy

@@ -41,12 +41,21 @@ class Client:
         assert client.wait_for_service(timeout_sec=timeout), client.srv_name
         future = client.call_async(Trigger.Request())
         self.executor.spin_until_future_complete(future, timeout_sec=timeout)
+        assert future.done(), f"no reply from {client.srv_name} in {timeout} s"
         return future.result()
 
     def set(self, **values):
+        """Set parameters; the request is sent again when no reply came within 5 s. Setting a parameter is
+        idempotent, and a request can be lost while discovery between the two processes is still settling
+        (the service looks available before the node's reply can reach us), which once failed CI."""
         assert self.params.wait_for_services(timeout_sec=30)
-        future = self.params.set_parameters([Parameter(k, value=v) for k, v in values.items()])
-        self.executor.spin_until_future_complete(future, timeout_sec=10)
+        deadline = time.monotonic() + 30
+        while True:
+            future = self.params.set_parameters([Parameter(k, value=v) for k, v in values.items()])
+            self.executor.spin_until_future_complete(future, timeout_sec=5)
+            if future.done() or time.monotonic() > deadline:
+                break
+        assert future.done(), f"no reply to set_parameters({values}) in 30 s"
         assert all(r.successful for r in future.result().results), future.result()
 
     def latest(self) -> dict:
@@ -72,6 +81,8 @@ def node_and_client(tmp_path):
     context = rclpy.context.Context()
     rclpy.init(context=context)
     client = Client(context)
+    # The node is up and its endpoints discovered once its first progress message arrives.
+    assert client.wait_for(lambda p: p["state"] == "idle", 30), node.poll()
     yield workspace, node, client
     client.node.destroy_node()
     rclpy.shutdown(context=context)
@@ -164,7 +175,8 @@ def test_hostile_job_files_are_answered_and_the_node_stays_up(node_and_client, t
         client.set(job_file=job_file)
         started = time.monotonic()
         reply = client.call(client.start)
-        assert time.monotonic() - started < 2.0, job_file
+        # Generous on a loaded CI machine; walking the alias bomb's 9**9 leaves unguarded takes minutes.
+        assert time.monotonic() - started < 10.0, job_file
         assert not reply.success and "refused" in reply.message and words in reply.message, (job_file, reply.message)
         assert node.poll() is None, job_file  # still up
     assert list(outside.iterdir()) == []  # 0 bytes outside the workspace

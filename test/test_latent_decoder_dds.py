@@ -166,7 +166,7 @@ def set_bundle(env, path):
     client = env["graph"].node.create_client(SetParameters, f"{NS}/tinyvae_encoder/set_parameters")
     request = SetParameters.Request(parameters=[Parameter(name="bundle", value=ParameterValue(
         type=ParameterType.PARAMETER_STRING, string_value=str(path)))])
-    return env["graph"].call(client, request, timeout=30).results[0]
+    return env["graph"].call(client, request, timeout=30, resend_s=5).results[0]
 
 
 def test_bundle_change_publishes_the_new_info_before_the_first_new_latent(env):
@@ -276,7 +276,7 @@ def test_a_crop_mode_change_is_announced_before_its_first_latent(env):
     client = env["graph"].node.create_client(SetParameters, f"{NS}/tinyvae_encoder/set_parameters")
     request = SetParameters.Request(parameters=[Parameter(name="crop_mode", value=ParameterValue(
         type=ParameterType.PARAMETER_STRING, string_value="center"))])
-    assert env["graph"].call(client, request).results[0].successful
+    assert env["graph"].call(client, request, timeout=30, resend_s=5).results[0].successful
     try:
         with env["events"].lock:
             before = len(env["events"])
@@ -289,7 +289,7 @@ def test_a_crop_mode_change_is_announced_before_its_first_latent(env):
         assert infos and infos[0] < first, order
     finally:
         request.parameters[0].value.string_value = "resize"
-        env["graph"].call(client, request)
+        env["graph"].call(client, request, timeout=30, resend_s=5)
 
 
 def test_decoder_status_levels():

@@ -38,7 +38,7 @@ def edited_copy(name: str, values: dict, out: Path, key_override: str | None = N
 def get_parameters(graph, node: str, names: list[str]) -> dict:
     client = graph.node.create_client(GetParameters, f"{node}/get_parameters")
     try:
-        response = graph.call(client, GetParameters.Request(names=names), timeout=30.0)
+        response = graph.call(client, GetParameters.Request(names=names), timeout=30.0, resend_s=5)
     finally:
         graph.node.destroy_client(client)
     fields = {1: "bool_value", 2: "integer_value", 3: "double_value", 4: "string_value"}

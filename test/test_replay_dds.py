@@ -6,11 +6,12 @@ Slice: the last 3 s of the raw topic (--start-offset 17: 30 frames of 768x576 rg
 Transport: play publishes reliable and the node subscribes reliable with qos_depth 10, so nothing is lost in
 DDS (measured: best effort loses 30-60 % of these 1.3 MB frames on this machine, even at 5 fps); play waits for
 the node and the recorder to subscribe (--wait-for-subscribers 2), so nothing is lost at start-up either.
-- rate 1.0 (10 fps, the recorded rate; this machine sustains it with a wide margin, see docs/demo.md): every
+- rate 0.5 (5 fps, half the recorded rate: this machine sustains 10 fps, see docs/demo.md, but a loaded CI
+  machine once dropped 2 of 30 frames at 10 fps, and this test is about losing none, not about speed): every
   input frame gives exactly one latent, stamps and frame_ids one to one, values = `bag encode` within 1e-5.
 - the same on the JPEG topic (last 3 s of /camera/image_raw/compressed, node input_transport:=compressed with
   reduced-resolution decode, `bag encode --topic .../compressed`).
-- rate 2.0 and 4.0 with the node's max_rate pinned to 10 Hz (what the 1.0 run needs), so the node is
+- rate 2.0 and 4.0 with the node's max_rate pinned to 10 Hz (what a rate 1.0 run needs), so the node is
   overloaded 2x / 4x whatever this machine's speed: the latest-frame-wins drops in /diagnostics equal input
   minus output exactly, and every latent that is published is still the right one.
 """
@@ -43,6 +44,7 @@ NODE = "replay_encoder"
 LATENT_TOPIC = "/camera/latent"
 ATOL = 1e-5  # live (batch 1) vs offline (batch 16) onnxruntime CPU; measured: bit-identical (0.0)
 OVERLOAD_MAX_RATE = 10.0
+LOSSLESS_RATE = 0.5  # the every-frame tests' playback rate (see the module docstring)
 
 
 def input_slice(topic: str = RAW_TOPIC, offset_s: float = START_OFFSET_S) -> list[tuple[int, str]]:
@@ -155,7 +157,7 @@ def check_values(recorded, offline) -> float:
 def test_replay_every_frame_exactly_one_latent(tmp_path, bundle, offline):
     frames = input_slice()
     assert len(frames) == 30
-    recording, played, diag = replay(tmp_path, bundle, rate=1.0)
+    recording, played, diag = replay(tmp_path, bundle, rate=LOSSLESS_RATE)
     latents = recording.outputs[LATENT_TOPIC]
     assert played == len(frames)
     # one latent per input frame, in order, same stamp and frame_id
@@ -163,21 +165,21 @@ def test_replay_every_frame_exactly_one_latent(tmp_path, bundle, offline):
     assert int(diag["frames_received"]) == int(diag["frames_published"]) == len(frames)
     assert int(diag["dropped_frames"]) == 0 and int(diag["errors"]) == 0
     worst = check_values(latents, offline)
-    print(f"rate 1.0: {played} played, {len(latents)} latents, 0 dropped, max |live - offline| = {worst:.2e}")
+    print(f"rate {LOSSLESS_RATE}: {played} played, {len(latents)} latents, 0 dropped, max |live - offline| = {worst:.2e}")
 
 
 def test_replay_compressed_every_frame_exactly_one_latent(tmp_path, bundle, offline_compressed):
     """The JPEG topic, node with input_transport:=compressed (reduced-resolution decode, as `bag encode`)."""
     frames = input_slice(COMPRESSED_TOPIC, COMPRESSED_OFFSET_S)
     assert len(frames) == 30
-    recording, played, diag = replay(tmp_path, bundle, rate=1.0, transport="compressed")
+    recording, played, diag = replay(tmp_path, bundle, rate=LOSSLESS_RATE, transport="compressed")
     latents = recording.outputs[LATENT_TOPIC]
     assert played == len(frames)
     assert [(stamp, frame_id) for stamp, frame_id, _, _ in latents] == frames
     assert int(diag["frames_received"]) == int(diag["frames_published"]) == len(frames)
     assert int(diag["dropped_frames"]) == 0 and int(diag["errors"]) == 0 and int(diag["bad_frames"]) == 0
     worst = check_values(latents, offline_compressed)
-    print(f"compressed, rate 1.0: {played} played, {len(latents)} latents, max |live - offline| = {worst:.2e}")
+    print(f"compressed, rate {LOSSLESS_RATE}: {played} played, {len(latents)} latents, max |live - offline| = {worst:.2e}")
 
 
 @pytest.mark.parametrize("rate", [2.0, 4.0])

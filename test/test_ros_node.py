@@ -103,7 +103,7 @@ def set_params(graph, client, **values):
     for name, value in values.items():
         kind, field = types[type(value)]
         request.parameters.append(Parameter(name=name, value=ParameterValue(type=kind, **{field: value})))
-    return graph.call(client, request).results
+    return graph.call(client, request, timeout=30, resend_s=5).results
 
 
 def latest_diagnostics(messages, after: float = 0.0):
@@ -230,10 +230,10 @@ def drive_lifecycle(graph, node_name: str) -> None:
     """What a lifecycle manager does: configure, then activate, through the node's lifecycle services."""
     get_state = graph.node.create_client(GetState, f"{node_name}/get_state")
     change_state = graph.node.create_client(ChangeState, f"{node_name}/change_state")
-    assert graph.call(get_state, GetState.Request()).current_state.label == "unconfigured"
+    assert graph.call(get_state, GetState.Request(), timeout=30, resend_s=5).current_state.label == "unconfigured"
     for transition in (Transition.TRANSITION_CONFIGURE, Transition.TRANSITION_ACTIVATE):
         assert graph.call(change_state, ChangeState.Request(transition=Transition(id=transition))).success
-    assert graph.call(get_state, GetState.Request()).current_state.label == "active"
+    assert graph.call(get_state, GetState.Request(), timeout=30, resend_s=5).current_state.label == "active"
 
 
 def test_puzzle_node_managed_compressed_input_and_qos_mismatch_logged(tmp_path, graph, frames):

@@ -130,12 +130,13 @@ BOMBS = {"png_32000": lambda: png_bomb(32000, 32000), "png_16000": lambda: png_b
 
 
 @pytest.mark.parametrize("name", sorted(BOMBS))
-def test_bomb_refused_from_header_under_50ms(name):
+def test_bomb_refused_from_header_under_500ms(name):
+    """Refused from the header: decoding any of these bombs takes seconds; the bound is loose for loaded CI machines."""
     msg = SimpleNamespace(format="png" if name.startswith("png") else "jpeg", data=BOMBS[name]())
     started = time.perf_counter()
     with pytest.raises(ImageConversionError, match="max_input_pixels"):
         decode_compressed(msg, min_size=64)
-    assert time.perf_counter() - started < 0.05
+    assert time.perf_counter() - started < 0.5
     with pytest.raises(ImageConversionError, match="max_input_pixels"):
         check_compressed(msg)
 
@@ -169,7 +170,7 @@ def test_bomb_memory_under_50mb_in_a_fresh_process():
     assert len(lines) == len(BOMBS), result.stdout + result.stderr
     for name, outcome, ms, rss_kib in lines:
         assert outcome == "ImageConversionError", (name, outcome)
-        assert float(ms) < 50, (name, ms)
+        assert float(ms) < 500, (name, ms)
         assert int(rss_kib) < 50 * 1024, (name, rss_kib)
 
 

@@ -120,6 +120,32 @@ def test_export_int8_qdq_bundle(run_dir, tmp_path, method):
     assert not any(n.op_type == "QuantizeLinear" and n.input[0] in ("mu", "logvar") for n in graph.node)
 
 
+def test_int8_calibration_sweep_measures_on_val_and_picks_the_smallest_loss(run_dir, tmp_path):
+    """scripts/int8_calibration_sweep.py: one row per (target, method), each a real export calibrated on the
+    training split and measured on val; the pick per target is the row with the smallest val loss."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "int8_calibration_sweep.py"
+    spec = importlib.util.spec_from_file_location("int8_calibration_sweep", path)
+    sweep = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sweep)
+    out = tmp_path / "report" / "cal"
+    assert sweep.main(["--runs", str(run_dir), "--out", str(out), "--calibration-count", "16",
+                       "--methods", "minmax", "percentile 99.99", "--targets", "symmetric", "cpu",
+                       "--export-options", "--calibration synthetic --data synthetic --limit 16"]) == 0
+    result = json.loads(out.with_suffix(".json").read_text())
+    rows = result["rows"]
+    assert [(r["target"], r["method"]) for r in rows] == [("symmetric", "minmax"), ("symmetric", "percentile 99.99"),
+                                                          ("cpu", "minmax"), ("cpu", "percentile 99.99")]
+    assert all(r["n_images"] == 16 and np.isfinite(r["delta_psnr"]) for r in rows)
+    assert len({r["delta_psnr"] for r in rows}) > 1  # the methods and targets really give different graphs
+    for target in ("symmetric", "cpu"):
+        best = max((r for r in rows if r["target"] == target), key=lambda r: r["delta_psnr"])
+        assert result["picks"][f"{run_dir} {target}"] == best
+    assert out.with_suffix(".md").read_text().count("**pick**") == 2
+
+
 def test_export_rejects_unknown_calibration_method(run_dir, tmp_path):
     with pytest.raises(SystemExit):
         main(["export", "--model", str(run_dir), "--precision", "int8", "--out", str(tmp_path / "x"),

@@ -116,7 +116,8 @@ def test_export_int8_qdq_bundle(run_dir, tmp_path, method):
     assert ops.count("QuantizeLinear") >= 5 and ops.count("DequantizeLinear") >= 10
     int8_weights = [i.name for i in graph.initializer if i.data_type == onnx.TensorProto.INT8
                     and i.name.endswith(("weight_quantized", "weight_t_quantized"))]
-    assert len(int8_weights) == 8  # 6 convs + 2 Linear layers, weights stored as int8
+    # 3 depthwise convs + 2 Linear layers stored as int8; the 3 pointwise convs feeding a GroupNorm stay float
+    assert len(int8_weights) == 5
     assert not any(n.op_type == "QuantizeLinear" and n.input[0] in ("mu", "logvar") for n in graph.node)
 
 
@@ -279,5 +280,12 @@ def test_int8_keeps_per_image_norms_float(target, tmp_path):
         assert {n.op_type for n in in_scope} >= {"Reshape", "InstanceNormalization", "Mul", "Add"}
         # nothing computed inside the normalisation is rounded to 8 bits
         assert not any(out in quantized_tensors for n in in_scope for out in n.output)
+    # the Conv feeding each normalisation is float (its output is the norm's per-image-ranged input), the rest int8
+    feeding = {producer[norm_input].name for norm in norms for n in graph.node if n.name.startswith(
+        norm.name.rsplit("/", 1)[0] + "/") for norm_input in n.input if norm_input in producer
+        and producer[norm_input].op_type == "Conv"}
+    assert len(feeding) == 3 and feeding <= set(float_nodes)
     convs = [n for n in graph.node if n.op_type == "Conv"]
-    assert convs and all(producer[c.input[1]].op_type == "DequantizeLinear" for c in convs)
+    int8_weight = {c.name: c.input[1] in producer and producer[c.input[1]].op_type == "DequantizeLinear" for c in convs}
+    assert all(int8_weight[c.name] == (c.name not in feeding) for c in convs), int8_weight
+    assert not any(c.output[0] in quantized_tensors for c in convs if c.name in feeding)

@@ -48,6 +48,21 @@ def wait_for(predicate, timeout: float, interval: float = 0.02, what: str = ""):
     raise AssertionError(f"timed out after {timeout} s waiting for {what or getattr(predicate, '__name__', predicate)}")
 
 
+def resend_until_reply(send, wait, timeout: float, resend_s: float | None = None):
+    """send() a service request (-> its future) and wait(future, seconds) for the reply; with `resend_s`, for
+    idempotent requests only (parameters, state queries), send it again after every `resend_s` without a reply,
+    until `timeout`: a request sent while discovery between two processes is still settling can be lost even
+    though the service looks ready (a lost set_parameters reply once failed CI). Returns the last future, which
+    is not done when no reply came in time."""
+    deadline = time.monotonic() + timeout
+    while True:
+        future = send()
+        remaining = deadline - time.monotonic()
+        wait(future, max(0.0, remaining if resend_s is None else min(resend_s, remaining)))
+        if future.done() or resend_s is None or time.monotonic() >= deadline:
+            return future
+
+
 class NodeProcess:
     """An encoder executable in its own process; stdout+stderr go to a log file the tests read."""
 
@@ -127,21 +142,17 @@ class TestGraph:
         return received
 
     def call(self, client, request, timeout: float = 10.0, resend_s: float | None = None):
-        """Call a service and return its reply. With `resend_s`, for idempotent requests only (parameters, state
-        queries), the request goes out again after every `resend_s` without a reply: one sent while discovery
-        between two processes is still settling can be lost even though the service looks ready."""
-        wait_for(lambda: client.service_is_ready(), timeout)
-        deadline = time.monotonic() + timeout
-        while True:
-            future = client.call_async(request)
-            wait_s = deadline - time.monotonic() if resend_s is None else min(resend_s, deadline - time.monotonic())
+        """Call a service and return its reply (`resend_s`: see resend_until_reply, idempotent requests only)."""
+        def wait(future, seconds: float) -> None:  # the background thread spins
             try:
-                wait_for(future.done, max(wait_s, 0.0), what=f"a reply from {client.srv_name}")
-                return future.result()
+                wait_for(future.done, seconds)
             except AssertionError:
                 client.remove_pending_request(future)
-                if resend_s is None or time.monotonic() >= deadline:
-                    raise
+
+        wait_for(lambda: client.service_is_ready(), timeout)
+        future = resend_until_reply(lambda: client.call_async(request), wait, timeout, resend_s)
+        assert future.done(), f"timed out after {timeout} s waiting for a reply from {client.srv_name}"
+        return future.result()
 
     def close(self) -> None:
         import rclpy

@@ -15,6 +15,7 @@ from rclpy.parameter_client import AsyncParameterClient
 from std_srvs.srv import Trigger
 
 from bag_helpers import REPO, spin_until
+from ros_helpers import resend_until_reply
 
 LONG_JOB = {"job": "train", "run_dir": "runs/long",
             "args": {"model": "TinyVAE", "latent-dim": 4, "data": "synthetic", "steps": 100000, "batch-size": 4,
@@ -45,16 +46,11 @@ class Client:
         return future.result()
 
     def set(self, **values):
-        """Set parameters; the request is sent again when no reply came within 5 s. Setting a parameter is
-        idempotent, and a request can be lost while discovery between the two processes is still settling
-        (the service looks available before the node's reply can reach us), which once failed CI."""
+        """Set parameters (idempotent: the request is sent again after 5 s without a reply, resend_until_reply)."""
         assert self.params.wait_for_services(timeout_sec=30)
-        deadline = time.monotonic() + 30
-        while True:
-            future = self.params.set_parameters([Parameter(k, value=v) for k, v in values.items()])
-            self.executor.spin_until_future_complete(future, timeout_sec=5)
-            if future.done() or time.monotonic() > deadline:
-                break
+        future = resend_until_reply(
+            lambda: self.params.set_parameters([Parameter(k, value=v) for k, v in values.items()]),
+            lambda f, seconds: self.executor.spin_until_future_complete(f, timeout_sec=seconds), 30, resend_s=5)
         assert future.done(), f"no reply to set_parameters({values}) in 30 s"
         assert all(r.successful for r in future.result().results), future.result()
 

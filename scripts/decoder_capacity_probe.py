@@ -9,12 +9,12 @@ runs/i13/lin_L{L}_b0.001 and compared with that run's val curve at equal images 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from torch import nn
 
-from sage_ros.compression.train import TrainConfig, train
+from probe_curves import comparison_rows, probe_config
+from sage_ros.compression.train import train
 from sage_ros.models import ARCHITECTURES, TinyVAELinSkip
 
 
@@ -43,19 +43,10 @@ def main(argv=None) -> int:
     p.add_argument("--run-dir", type=Path, required=True)
     p.add_argument("--reference", type=Path, default=None, help="default: runs/i13/lin_L<latent>_b0.001")
     args = p.parse_args(argv)
-    cfg = TrainConfig(steps=args.steps, eval_every=500, beta=0.001, ema=0.999, threads=1, progress_bar=False,
-                      checkpoint_every=500)
-    train(WideDecoderLinSkip(args.latent_dim), cfg, args.run_dir)
+    train(WideDecoderLinSkip(args.latent_dim), probe_config(args.steps), args.run_dir)
     ref_dir = args.reference or Path(f"runs/i13/lin_L{args.latent_dim}_b0.001")
-    ours = json.loads((args.run_dir / "curve.json").read_text())["points"]
-    ref = {p["images_seen"]: p for p in json.loads((ref_dir / "curve.json").read_text())["points"]}
-    rows = ["| images seen | wide decoder val PSNR | TinyVAELinSkip val PSNR | difference |", "|---|---|---|---|"]
-    for point in ours:
-        r = ref.get(point["images_seen"])
-        if r:
-            best = lambda q: max(q["val_psnr"], q.get("val_psnr_raw", q["val_psnr"]))  # noqa: E731
-            rows.append(f"| {point['images_seen']:,} | {best(point):.2f} | {best(r):.2f} | "
-                        f"{best(point) - best(r):+.2f} |")
+    rows = comparison_rows(args.run_dir, ref_dir, "images_seen",
+                           "| images seen | wide decoder val PSNR | TinyVAELinSkip val PSNR | difference |")
     (args.run_dir / "probe.md").write_text("\n".join(rows) + "\n")
     print("\n".join(rows))
     return 0

@@ -17,14 +17,14 @@ seed, inside the issue's 2x cap). Each run's val curve is compared with the refe
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from sage_ros.compression.train import TrainConfig, train
+from probe_curves import comparison_rows, probe_config
+from sage_ros.compression.train import train
 from sage_ros.models import ARCHITECTURES, TinyVAE
 
 
@@ -67,17 +67,10 @@ def main(argv=None) -> int:
     model = Probe(args.latent_dim)
     ratio = encoder_macs(model) / encoder_macs(TinyVAE(args.latent_dim))
     print(f"{Probe.__name__}: encoder multiply-adds {ratio:.2f}x the seed's", flush=True)
-    cfg = TrainConfig(steps=args.steps, eval_every=500, beta=0.001, ema=0.999, threads=1, progress_bar=False,
-                      checkpoint_every=500)
-    train(model, cfg, args.run_dir)
+    train(model, probe_config(args.steps), args.run_dir)
     ref_dir = args.reference or Path(f"runs/i13/seed_L{args.latent_dim}_b0.001")
-    ours = json.loads((args.run_dir / "curve.json").read_text())["points"]
-    ref = {p["step"]: p for p in json.loads((ref_dir / "curve.json").read_text())["points"]}
-    best = lambda q: max(q["val_psnr"], q.get("val_psnr_raw", q["val_psnr"]))  # noqa: E731
-    rows = [f"{Probe.__name__} (encoder {ratio:.2f}x the seed's multiply-adds) vs {ref_dir}", "",
-            "| step | probe val PSNR | seed val PSNR | difference |", "|---|---|---|---|"]
-    rows += [f"| {q['step']:,} | {best(q):.2f} | {best(ref[q['step']]):.2f} | {best(q) - best(ref[q['step']]):+.2f} |"
-             for q in ours if q["step"] in ref]
+    rows = [f"{Probe.__name__} (encoder {ratio:.2f}x the seed's multiply-adds) vs {ref_dir}", ""]
+    rows += comparison_rows(args.run_dir, ref_dir, "step", "| step | probe val PSNR | seed val PSNR | difference |")
     (args.run_dir / "probe.md").write_text("\n".join(rows) + "\n")
     print("\n".join(rows))
     return 0

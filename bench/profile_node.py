@@ -129,7 +129,7 @@ def int8_activation_variants(fp32_bundle: Path, rounds: int, work_dir: Path) -> 
     import onnxruntime as ort
     from onnxruntime.quantization import QuantFormat, QuantType, quant_pre_process, quantize_static
 
-    from sage_ros.compression.onnx_quant import ArrayCalibrationReader, _vq_search_nodes
+    from sage_ros.compression.onnx_quant import ArrayCalibrationReader, _vq_search_nodes, graph_nodes
     from sage_ros.data import load_split
 
     info = describe(fp32_bundle)
@@ -139,7 +139,7 @@ def int8_activation_variants(fp32_bundle: Path, rounds: int, work_dir: Path) -> 
     fp32 = fp32_bundle / "encoder.onnx"
     pre = work_dir / "int8_pre.onnx"
     quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
-    exclude = _vq_search_nodes(fp32) if info["architecture"] == "VisionPuzzleVAE" else []
+    exclude = _vq_search_nodes(graph_nodes(fp32)) if info["architecture"] == "VisionPuzzleVAE" else []
     paths = {"fp32": fp32}
     for label, activation, symmetric in (("int8 symmetric activations (onnx_quant.py scheme)", QuantType.QInt8, True),
                                          ("uint8 asymmetric activations", QuantType.QUInt8, False)):

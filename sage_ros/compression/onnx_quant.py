@@ -85,12 +85,16 @@ def _calibration_method(name: str):
     return methods[name]
 
 
-def _vq_search_nodes(path: Path) -> list[str]:
-    """Names of the nodes of a VisionPuzzleVAE encoder's code search, kept float: the last Conv (the folded
-    score conv, see export._PuzzleEncoder: int8 scores would flip near-tied codes) and everything after it."""
+def graph_nodes(path: Path) -> list:
+    """The nodes of an ONNX graph, in order (what the float-node selectors below read; load once, pass to each)."""
     import onnx
 
-    nodes = list(onnx.load(str(path)).graph.node)
+    return list(onnx.load(str(path), load_external_data=False).graph.node)
+
+
+def _vq_search_nodes(nodes: list) -> list[str]:
+    """Names of the nodes of a VisionPuzzleVAE encoder's code search (graph_nodes), kept float: the last Conv (the
+    folded score conv, see export._PuzzleEncoder: int8 scores would flip near-tied codes) and everything after it."""
     last_conv = max(i for i, n in enumerate(nodes) if n.op_type == "Conv")
     return [n.name for n in nodes[last_conv:]]
 
@@ -99,8 +103,9 @@ def _vq_search_nodes(path: Path) -> list[str]:
 PER_IMAGE_NORM_OPS = ("InstanceNormalization", "GroupNormalization", "LayerNormalization")
 
 
-def per_image_norm_nodes(path: Path) -> list[str]:
-    """Names of the nodes of every per-image normalisation in a graph, and of the Conv that feeds each, kept float.
+def per_image_norm_nodes(nodes: list) -> list[str]:
+    """Names of the nodes of every per-image normalisation in a graph (graph_nodes), and of the Conv that feeds
+    each, kept float.
 
     Why: GroupNorm divides by each image's own statistics, so the range of its input (and of the normalised
     tensor before the affine) varies from image to image; one static per-tensor int8 scale is either too coarse
@@ -111,9 +116,6 @@ def per_image_norm_nodes(path: Path) -> list[str]:
     3x the range of the 6,000-step run's, val ΔPSNR went from -0.26 to -0.12 dB (minmax, symmetric). A node
     belongs to a normalisation when it shares the module scope of its InstanceNormalization node (the exporter
     names nodes /<module path>/<Op>)."""
-    import onnx
-
-    nodes = list(onnx.load(str(path)).graph.node)
     scopes = {n.name.rsplit("/", 1)[0] + "/" for n in nodes if n.op_type in PER_IMAGE_NORM_OPS and "/" in n.name}
     norm = [n for n in nodes if n.op_type not in ("Constant", "Shape")
             and (n.op_type in PER_IMAGE_NORM_OPS or any(n.name.startswith(s) for s in scopes))]
@@ -302,10 +304,11 @@ def export_int8_bundle(model: nn.Module, out_dir, *, name: str, calibration_imag
         fp_export.export_onnx(model, tmp, precision="fp32")
         fp32_bytes = {p: (Path(tmp) / p).stat().st_size for p in (fp_export.ENCODER_FILE, fp_export.DECODER_FILE)}
         encoder_fp32, decoder_fp32 = Path(tmp) / fp_export.ENCODER_FILE, Path(tmp) / fp_export.DECODER_FILE
-        exclude = per_image_norm_nodes(encoder_fp32)
+        encoder_nodes = graph_nodes(encoder_fp32)
+        exclude = per_image_norm_nodes(encoder_nodes)
         if architecture == "VisionPuzzleVAE":
-            exclude += _vq_search_nodes(encoder_fp32)
-        decoder_exclude = per_image_norm_nodes(decoder_fp32)
+            exclude += _vq_search_nodes(encoder_nodes)
+        decoder_exclude = per_image_norm_nodes(graph_nodes(decoder_fp32))
         quantize_graph_int8(encoder_fp32, out_dir / fp_export.ENCODER_FILE, "image", x,
                             method=method, percentile=percentile, exclude=exclude, activations=activations,
                             placement=placement)

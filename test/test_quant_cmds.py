@@ -281,9 +281,9 @@ def test_int8_keeps_per_image_norms_float(target, tmp_path):
         # nothing computed inside the normalisation is rounded to 8 bits
         assert not any(out in quantized_tensors for n in in_scope for out in n.output)
     # the Conv feeding each normalisation is float (its output is the norm's per-image-ranged input), the rest int8
-    feeding = {producer[norm_input].name for norm in norms for n in graph.node if n.name.startswith(
-        norm.name.rsplit("/", 1)[0] + "/") for norm_input in n.input if norm_input in producer
-        and producer[norm_input].op_type == "Conv"}
+    norm_scopes = tuple(norm.name.rsplit("/", 1)[0] + "/" for norm in norms)
+    in_norms = [n for n in graph.node if n.name.startswith(norm_scopes)]
+    feeding = {producer[i].name for n in in_norms for i in n.input if i in producer and producer[i].op_type == "Conv"}
     assert len(feeding) == 3 and feeding <= set(float_nodes)
     convs = [n for n in graph.node if n.op_type == "Conv"]
     int8_weight = {c.name: c.input[1] in producer and producer[c.input[1]].op_type == "DequantizeLinear" for c in convs}

@@ -1,4 +1,5 @@
-"""nn.Module definitions only. Imports torch and nothing else of sage_ros.
+"""nn.Module definitions, and the quantized-weights file format (quantized.py) that rebuilds them.
+Imports torch and, of sage_ros, only the leaf helper sage_ros.atomic.
 
 Architectures are fixed by DESIGN.md; parameter counts are asserted in test/test_models.py.
 """

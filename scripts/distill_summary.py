@@ -20,7 +20,7 @@ from sage_ros.atomic import atomic_write_json, atomic_write_text
 from sage_ros.compression.augment import held_out_views
 from sage_ros.compression.checkpoints import load_model
 from sage_ros.compression.evaluate import pca_baseline
-from sage_ros.compression.train import evaluate_reconstruction
+from sage_ros.compression.held_out import evaluate_reconstruction
 from sage_ros.data import load_split
 
 

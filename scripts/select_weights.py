@@ -17,7 +17,9 @@ import torch
 from sage_ros.atomic import atomic_write_json, atomic_write_text
 from sage_ros.compression.checkpoints import load_checkpoint, load_model, read_meta, save_model
 from sage_ros.compression.datasets import load_images
-from sage_ros.compression.train import ema_pays, evaluate_reconstruction, report_markdown
+from sage_ros.compression.held_out import evaluate_reconstruction
+from sage_ros.compression.optim import ema_pays
+from sage_ros.compression.train_report import report_markdown
 
 
 def select(run_dir: Path) -> str:

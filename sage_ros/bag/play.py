@@ -251,9 +251,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--loop", action="store_true", help="play again from the start when the bag ends")
     parser.add_argument("--topics", nargs="+", metavar="TOPIC", help="play only these recorded topics")
     parser.add_argument("--remap", action="append", default=[], metavar="FROM:=TO", help="rename a topic (repeatable)")
-    parser.add_argument("--clock", nargs="?", type=finite_number(minimum=0.0, inclusive=False), const=100.0, default=None, metavar="HZ",
+    parser.add_argument("--clock", nargs="?", type=finite_number(minimum=0.0, inclusive=False), const=100.0,
+                        default=None, metavar="HZ",
                         help="publish /clock from bag time at HZ (default 100 when given without a value)")
-    parser.add_argument("--start-offset", type=finite_number(minimum=0.0), default=0.0, metavar="S", help="start S seconds into the bag")
+    parser.add_argument("--start-offset", type=finite_number(minimum=0.0), default=0.0, metavar="S",
+                        help="start S seconds into the bag")
     parser.add_argument("--qos", default="sensor", choices=QOS_CHOICES,
                         help="publisher QoS for every topic: sensor (best effort, default), reliable, "
                              "or recorded (the first offered profile stored in the bag)")

@@ -5,6 +5,7 @@ No torch, no rclpy: every layer may use this module.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
@@ -50,3 +51,14 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def os_error_text(exc: OSError, path: str | os.PathLike | None = None) -> str:
+    """One line naming the path and the errno of an OSError: '/mnt/out.mcap: No space left on device (errno 28
+    ENOSPC)'. `path` names the file when the error carries none (a failed write() on an open file)."""
+    where = exc.filename if exc.filename is not None else path
+    if where is not None and exc.filename2 is not None:
+        where = f"{where} -> {exc.filename2}"
+    code = f"errno {exc.errno} {errno.errorcode.get(exc.errno, '?')}" if exc.errno is not None else type(exc).__name__
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    return f"{where}: {reason} ({code})" if where is not None else f"{reason} ({code})"

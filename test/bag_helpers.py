@@ -116,3 +116,24 @@ def private_node(name: str):
     finally:
         node.destroy_node()
         rclpy.shutdown(context=context)
+
+
+@contextlib.contextmanager
+def small_tmpfs(where: Path, size: str = "2m", read_only: bool = False):
+    """A tmpfs of `size` mounted at `where` (a full disk or a read-only filesystem for real), unmounted after;
+    pytest.skip with the reason where this process may not mount (not root, no CAP_SYS_ADMIN, no mount(8))."""
+    import pytest
+
+    where.mkdir(parents=True, exist_ok=True)
+    options = f"size={size}" + (",ro" if read_only else "")
+    try:
+        result = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)], capture_output=True,
+                                text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError) as exc:
+        pytest.skip(f"cannot mount a tmpfs here: {exc}")
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip() or result.returncode}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], capture_output=True, timeout=30)

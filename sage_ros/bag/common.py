@@ -1,31 +1,19 @@
-"""Bag helpers shared by play / record / encode: opening, type store, QoS conversion, atomic bag output.
+"""Bag helpers shared by play / record / encode: opening (with salvage of a damaged bag), topic selection, remaps.
 
-No rclpy here, so `bag encode` runs on a machine without ROS.
+No rclpy here, so `bag encode` runs on a machine without ROS. The leaf helpers (BagError, typestore, bag_qos,
+atomic_bag_writer) live in bag.core and are re-exported here; imports go common -> recover -> core, never back.
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 from pathlib import Path
-from typing import Iterator
 
-from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
-from rosbags.rosbag2 import Reader, StoragePlugin, Writer
-from rosbags.typesys import Stores, get_typestore
+from rosbags.rosbag2 import Reader
 
-# Version 9 is what rosbag2 writes since Jazzy; Humble's rosbag2 reads it too (mcap storage).
-BAG_VERSION = 9
-
-
-class BagError(ValueError):
-    """Any bad bag input or bag option: missing bag, unknown topic, unknown message type, bad remap."""
-
-
-def typestore():
-    """Message definitions of the ROS release whose wheels we run (Kilted), for (de)serialising and msgdefs."""
-    return get_typestore(Stores.ROS2_KILTED)
-
+from sage_ros.bag.core import (BAG_VERSION, BagError, BagWriteError, atomic_bag_writer, bag_qos,  # noqa: F401
+                               typestore)  # (re-exported)
+from sage_ros.bag.recover import salvage_to
 
 def open_reader(path: str | os.PathLike) -> Reader:
     """An opened rosbags Reader for a rosbag2 directory (sqlite3 or mcap) or a bare .mcap / .db3 file."""
@@ -37,17 +25,43 @@ def open_reader(path: str | os.PathLike) -> Reader:
         reader.open()
     except Exception as exc:  # rosbags raises several types (ReaderError, KeyError on odd metadata)
         return _open_intact_prefix(path, exc)
+    disagreement = metadata_disagreement(reader)
+    if disagreement:
+        reader.close()
+        return _open_intact_prefix(path, disagreement, lying_metadata=True)
     return reader
 
 
-def _open_intact_prefix(path: Path, error: Exception) -> Reader:
-    """A bag that does not open (truncated, killed while recording, no metadata.yaml): recover its intact prefix
-    into a temporary bag (bag.recover) and read that, with a warning saying how much was lost."""
+def metadata_disagreement(reader: Reader) -> str:
+    """'' when metadata.yaml agrees with the storage files' own connection records, else what disagrees.
+
+    rosbags takes a bag directory's topic names, types, QoS and counts from metadata.yaml and reads a stored
+    connection only when a metadata topic matches it exactly, so a metadata.yaml that lies about a topic hides
+    its messages (`bag encode` used to report "encoded 0 frames", exit 0, for a bag of valid frames), and one
+    that says 0 messages gives a start time of 2**63 - 1. The storage's records (MCAP channels and schemas, the
+    sqlite3 topics table) are what the data was written with; this compares them with rosbags' own matching rule.
+    """
+    storages = getattr(reader.storage, "storages", None)
+    if not storages:  # a bare .mcap / .db3: its connections are the storage's own already
+        return ""
+    declared = reader.connections
+    hidden = [f"{stored.topic} [{stored.msgtype}]" for storage in storages for stored in storage.connections
+              if not any(c.topic == stored.topic and c.msgtype == stored.msgtype and c.ext == stored.ext
+                         and (not stored.digest or not c.digest or c.digest == stored.digest) for c in declared)]
+    problems = [f"it does not list the stored topics {hidden}"] if hidden else []
+    stored_count = sum(c.msgcount for storage in storages for c in storage.connections)
+    if stored_count != reader.message_count:
+        problems.append(f"it declares {reader.message_count} messages, the storage holds {stored_count}")
+    return "; ".join(problems)
+
+
+def _open_intact_prefix(path: Path, error: Exception | str, lying_metadata: bool = False) -> Reader:
+    """A bag that does not open (truncated, killed while recording, no metadata.yaml) or whose metadata.yaml
+    disagrees with its storage: recover what the storage holds into a temporary bag (bag.recover, which reads the
+    storage's own records, not metadata.yaml) and read that, with a warning saying how much was lost."""
     import sys
     import tempfile
     import weakref
-
-    from sage_ros.bag.recover import salvage_to
 
     workdir = Path(tempfile.mkdtemp(prefix="sage_ros_salvage_"))
     try:
@@ -65,6 +79,10 @@ def _open_intact_prefix(path: Path, error: Exception) -> Reader:
             raise BagError(f"cannot open bag {path}: {error} (recovery failed too: {exc})") from exc
         raise
     weakref.finalize(reader, shutil.rmtree, workdir, True)
+    if lying_metadata:
+        print(f"warning: bag {path}: metadata.yaml disagrees with the storage's own records ({error}); reading "
+              f"what the storage holds: {report.recovered} messages", file=sys.stderr, flush=True)
+        return reader
     print(f"warning: bag {path} is damaged ({error}); reading its intact prefix: {report.lost_text}"
           + (f"; stopped at {report.stopped_by}" if report.stopped_by else "")
           + ". `sage-ros bag recover` writes it out as a complete bag.", file=sys.stderr, flush=True)
@@ -91,48 +109,3 @@ def parse_remaps(specs: list[str] | None) -> dict[str, str]:
             raise BagError(f"bad remap {spec!r}: expected FROM:=TO")
         remaps[old] = new
     return remaps
-
-
-def bag_qos(reliable: bool, depth: int, transient_local: bool = False) -> Qos:
-    """A rosbags Qos record (stored in the bag's metadata as the offered QoS, like rosbag2 does)."""
-    forever = QosTime(sec=2147483647, nsec=4294967295)  # rmw's "infinite" duration as rosbag2 stores it
-    return Qos(
-        history=QosHistory.KEEP_LAST,
-        depth=depth,
-        reliability=QosReliability.RELIABLE if reliable else QosReliability.BEST_EFFORT,
-        durability=QosDurability.TRANSIENT_LOCAL if transient_local else QosDurability.VOLATILE,
-        deadline=forever,
-        lifespan=forever,
-        liveliness=QosLiveliness.AUTOMATIC,
-        liveliness_lease_duration=forever,
-        avoid_ros_namespace_conventions=False,
-    )
-
-
-@contextlib.contextmanager
-def atomic_bag_writer(out: str | os.PathLike) -> Iterator[Writer]:
-    """Yield an open mcap Writer whose bag appears at `out` only once it is closed complete.
-
-    rosbags writes a directory (metadata.yaml is written on close), so sage_ros.atomic's single-file rename
-    does not apply; the same idea for a directory: write `<parent>/.<name>.partial-<pid>/<name>/`, then rename
-    the finished inner directory onto `out`. A crash leaves only the hidden partial directory, never a bag
-    that looks whole.
-    """
-    out = Path(out)
-    if out.exists():
-        raise BagError(f"{out} exists already; not overwriting a bag")
-    staging = out.parent / f".{out.name}.partial-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    writer = Writer(staging / out.name, version=BAG_VERSION, storage_plugin=StoragePlugin.MCAP)
-    try:
-        writer.open()
-        try:
-            yield writer
-        except BaseException:
-            writer.abort()
-            raise
-        writer.close()
-        os.replace(staging / out.name, out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm import tqdm
 
+from sage_ros.atomic import os_error_text
 from sage_ros.bag.common import BagError, atomic_bag_writer, bag_qos, open_reader, select_connections, typestore
 # the encoder node's own frame functions (no rclpy in that module), so offline and live encodings agree
 from sage_ros.ros.encoding import decode_min_size, encode_frames, frame_from_message
@@ -39,7 +40,9 @@ class EncodeSummary:
     in_topic: str
     out_topic: str
     frames: int = 0  # messages written
-    bad_frames: int = 0  # messages that could not be decoded (skipped, counted)
+    bad_frames: int = 0  # messages that could not be decoded (malformed CDR or image: skipped, counted)
+    read: int = 0  # messages read from the input topic
+    last_error: str = ""  # why the last bad frame was skipped
     wall_s: float = 0.0
     backend: str = ""
 
@@ -82,8 +85,18 @@ class FrameReader:
         self.min_size = min_size
 
     def __call__(self, data: bytes):
-        msg = self.store.deserialize_cdr(data, self.msgtype)
-        return msg.header, frame_from_message(msg, compressed=self.msgtype == COMPRESSED, min_size=self.min_size)
+        try:
+            msg = self.store.deserialize_cdr(data, self.msgtype)
+        except Exception as exc:  # noqa: BLE001 - hostile bytes raise SerdeError, IndexError, UnicodeDecodeError ...
+            raise ImageConversionError(f"malformed {self.msgtype} CDR payload of {len(data)} bytes "
+                                       f"({type(exc).__name__}: {exc})") from None
+        try:
+            frame = frame_from_message(msg, compressed=self.msgtype == COMPRESSED, min_size=self.min_size)
+        except ImageConversionError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - fields that deserialise but make no image: one bad frame, not a crash
+            raise ImageConversionError(f"unusable {self.msgtype} ({type(exc).__name__}: {exc})") from None
+        return msg.header, frame
 
 
 class BagEncoder:
@@ -116,26 +129,41 @@ class BagEncoder:
             # reliable, depth 10: the QoS the encoder node offers on latent / puzzle topics
             connection = writer.add_connection(self.summary.out_topic, IMAGE, typestore=self.store,
                                                offered_qos_profiles=[bag_qos(reliable=True, depth=10)])
-            self._write_info(writer)
             pending = []  # (bag timestamp, header, frame)
             for _, stamp_ns, data in self.reader.messages(connections=self.connections):
+                if self.summary.read == 0:
+                    self._write_info(writer, stamp_ns)
+                self.summary.read += 1
                 try:
                     pending.append((stamp_ns, *self.frames(data)))
                 except ImageConversionError as exc:
                     self.summary.bad_frames += 1
+                    self.summary.last_error = str(exc)
                     tqdm.write(f"skipping undecodable frame at {stamp_ns}: {exc}", file=sys.stderr)
                 if len(pending) == self.batch:
                     self._flush(pending, writer, connection, bar)
             self._flush(pending, writer, connection, bar)
+            self._check_not_empty()  # inside the writer: an error leaves no output bag
         self.summary.wall_s = time.monotonic() - start
         return self.summary
 
-    def _write_info(self, writer) -> None:
-        """`<out_topic>/info` once, at the bag's first timestamp: before every latent, as the node publishes it."""
+    def _check_not_empty(self) -> None:
+        """0 latents is never success: say whether the topic was empty or every frame was undecodable."""
+        if self.summary.frames:
+            return
+        if not self.summary.read:
+            raise BagError(f"topic {self.summary.in_topic} holds no messages: nothing to encode")
+        raise BagError(f"encoded 0 frames: all {self.summary.read} messages of {self.summary.in_topic} were "
+                       f"undecodable (last: {self.summary.last_error})")
+
+    def _write_info(self, writer, first_stamp_ns: int) -> None:
+        """`<out_topic>/info` once, at the bag's first timestamp (or the first frame's, if earlier or the bag
+        declares none): before every latent, as the node publishes it."""
         info = writer.add_connection(self.summary.out_topic + "/info", STRING, typestore=self.store,
                                      offered_qos_profiles=[bag_qos(reliable=True, depth=1, transient_local=True)])
         text = info_json(model_info(self.bundle, self.crop))
-        writer.write(info, self.reader.start_time, self.store.serialize_cdr(self.store.types[STRING](data=text), STRING))
+        stamp = min(self.reader.start_time, first_stamp_ns)
+        writer.write(info, stamp, self.store.serialize_cdr(self.store.types[STRING](data=text), STRING))
 
     def _flush(self, pending: list, writer, connection, bar) -> None:
         if not pending:
@@ -191,6 +219,9 @@ def run(args) -> int:
                              progress=not args.no_progress)
     except (BagError, BundleError, BackendError, ImageConversionError, ValueError) as exc:
         print(f"sage-ros bag encode: error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # the input side (a write error is a BagWriteError): one line, no traceback
+        print(f"sage-ros bag encode: error: {os_error_text(exc)}", file=sys.stderr)
         return 1
     print(summary.line(), flush=True)
     return 0

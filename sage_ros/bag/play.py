@@ -9,6 +9,7 @@ its recorded QoS unless overridden, so it stays latched: a node that starts afte
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from collections import Counter
@@ -18,6 +19,7 @@ import rclpy
 from rclpy.duration import Duration
 from rclpy._rclpy_pybind11 import RCLError
 from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.serialization import deserialize_message
 from rosgraph_msgs.msg import Clock
 
 from sage_ros.bag.common import BagError, open_reader, parse_remaps, select_connections
@@ -48,6 +50,7 @@ class PlayOptions:
 class PlaySummary:
     published: Counter = field(default_factory=Counter)  # output topic -> messages
     errors: Counter = field(default_factory=Counter)  # output topic -> failed publish calls
+    skipped: Counter = field(default_factory=Counter)  # output topic -> payloads that do not deserialise
     clock_ticks: int = 0
     wall_s: float = 0.0
     bag_s: float = 0.0  # bag time covered (all passes)
@@ -57,8 +60,9 @@ class PlaySummary:
     def lines(self) -> list[str]:
         out = [f"played {sum(self.published.values())} messages in {self.wall_s:.2f} s wall "
                f"({self.bag_s:.2f} s of bag time, {self.passes} pass(es){', interrupted' if self.interrupted else ''})"]
-        for topic in sorted(self.published | self.errors):
-            out.append(f"  {topic}: {self.published[topic]} published, {self.errors[topic]} publish errors")
+        for topic in sorted(self.published | self.errors | self.skipped):
+            out.append(f"  {topic}: {self.published[topic]} published, {self.errors[topic]} publish errors"
+                       + (f", {self.skipped[topic]} undecodable skipped" if self.skipped[topic] else ""))
         if self.clock_ticks:
             out.append(f"  /clock: {self.clock_ticks} ticks")
         return out
@@ -68,10 +72,12 @@ class BagPlayer:
     """One node publishing one bag; `play()` returns a PlaySummary. Use as a context manager."""
 
     def __init__(self, bag, options: PlayOptions, stop: StopFlag | None = None, context=None):
-        if options.rate <= 0:
-            raise BagError(f"--rate must be > 0, got {options.rate}")
-        if options.clock_hz is not None and options.clock_hz <= 0:
-            raise BagError(f"--clock rate must be > 0 Hz, got {options.clock_hz}")
+        if not math.isfinite(options.rate) or options.rate <= 0:
+            raise BagError(f"--rate must be a finite number > 0, got {options.rate}")
+        if options.clock_hz is not None and (not math.isfinite(options.clock_hz) or options.clock_hz <= 0):
+            raise BagError(f"--clock rate must be a finite number > 0 Hz, got {options.clock_hz}")
+        if not math.isfinite(options.start_offset) or options.start_offset < 0:
+            raise BagError(f"--start-offset must be a finite number >= 0, got {options.start_offset}")
         self.options = options
         self.stop = stop
         self.reader = open_reader(bag)
@@ -79,6 +85,7 @@ class BagPlayer:
         self.context = context
         self.node = rclpy.create_node("sage_bag_player", context=context)
         self.publishers = self._make_publishers()  # output topic -> Publisher
+        self.classes = {c.id: message_class(c.msgtype) for c in self.connections}  # to check each payload
         self.clock_pub = self.node.create_publisher(Clock, "/clock", CLOCK_QOS) if options.clock_hz else None
 
     def _make_publishers(self) -> dict:
@@ -119,20 +126,32 @@ class BagPlayer:
 
     def play(self) -> PlaySummary:
         summary = PlaySummary()
+        start_ns = self.reader.start_time + int(self.options.start_offset * 1e9)
+        self._check_something_to_play(start_ns)
         self.wait_for_subscribers()
         topic_of = {c.id: self.options.remaps.get(c.topic, c.topic) for c in self.connections}
-        start_ns = self.reader.start_time + int(self.options.start_offset * 1e9)
         wall_start = time.monotonic()
         while not self.stop:
             summary.passes += 1
-            last_ns = self._play_once(start_ns, topic_of, summary)
+            before = sum(summary.published.values())
+            last_ns, read = self._play_once(start_ns, topic_of, summary)
             summary.bag_s += max(0, last_ns - start_ns) / 1e9
-            if not self.options.loop:
-                break
+            if not self.options.loop or not read or sum(summary.published.values()) == before:
+                break  # a pass that played nothing: looping again would only spin
         summary.wall_s = time.monotonic() - wall_start
         summary.interrupted = bool(self.stop)
         self._flush()
         return summary
+
+    def _check_something_to_play(self, start_ns: int) -> None:
+        """An empty selection or a start past the end is an error before anything starts (with --loop it spun
+        at 100 % CPU forever, playing nothing)."""
+        topics = sorted({c.topic for c in self.connections})
+        if not sum(c.msgcount for c in self.connections):
+            raise BagError(f"nothing to play: the bag holds no messages on {topics}")
+        if start_ns >= self.reader.end_time:
+            raise BagError(f"nothing to play: --start-offset {self.options.start_offset} s is past the bag's end "
+                           f"({(self.reader.end_time - self.reader.start_time) / 1e9:.3f} s of messages)")
 
     def _flush(self) -> None:
         """Let the last messages leave before the process exits (measured: without it the last frame is often lost).
@@ -143,22 +162,38 @@ class BagPlayer:
             publisher.wait_for_all_acked(Duration(seconds=1.0))
         time.sleep(self.options.linger)
 
-    def _play_once(self, start_ns: int, topic_of: dict, summary: PlaySummary) -> int:
+    def _play_once(self, start_ns: int, topic_of: dict, summary: PlaySummary) -> tuple[int, int]:
+        """One pass from start_ns; returns (bag time of the last message, messages read)."""
         wall0 = time.monotonic()
         self._next_clock = wall0
-        last_ns = start_ns
+        last_ns, read = start_ns, 0
         for conn, stamp_ns, data in self.reader.messages(connections=self.connections, start=start_ns):
+            read += 1
             due = wall0 + (stamp_ns - start_ns) / 1e9 / self.options.rate
             if not self._sleep_until(due, wall0, start_ns, summary):
                 break
             topic = topic_of[conn.id]
+            if not self._deserialises(conn, stamp_ns, data):
+                summary.skipped[topic] += 1
+                continue
             try:
                 self.publishers[topic].publish(data)
                 summary.published[topic] += 1
             except RCLError:  # large frames back to back can fail in the middleware: count and go on
                 summary.errors[topic] += 1
             last_ns = stamp_ns
-        return last_ns
+        return last_ns, read
+
+    def _deserialises(self, conn, stamp_ns: int, data: bytes) -> bool:
+        """Whether the middleware can read this payload: a 0-byte or cut one published reliable stalled the
+        subscriber side ~5 s (the next frames lost with it), so it is skipped and counted instead."""
+        try:
+            deserialize_message(data, self.classes[conn.id])
+            return True
+        except Exception as exc:  # noqa: BLE001 - rclpy raises RMWError, others for hostile bytes
+            print(f"sage-ros bag play: skipping an undecodable {conn.msgtype} message of {len(data)} bytes on "
+                  f"{conn.topic} at {stamp_ns} ({type(exc).__name__})", file=sys.stderr, flush=True)
+            return False
 
     def _sleep_until(self, due: float, wall0: float, start_ns: int, summary: PlaySummary) -> bool:
         """Wait for `due` (monotonic s), publishing /clock ticks meanwhile. False when asked to stop."""
@@ -194,15 +229,33 @@ class BagPlayer:
         self.close()
 
 
+def finite_number(minimum: float, inclusive: bool = True):
+    """An argparse type: a finite float >= minimum (> minimum unless inclusive); nan, inf and the rest are refused
+    at parsing (`--rate nan` used to be accepted and play nothing, forever)."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not math.isfinite(value) or value < minimum or (value == minimum and not inclusive):
+            raise argparse.ArgumentTypeError(f"must be a finite number {'>=' if inclusive else '>'} {minimum:g}, "
+                                             f"got {text!r}")
+        return value
+    return parse
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("bag", help="rosbag2 directory (sqlite3 or mcap) or a bare .mcap file")
-    parser.add_argument("--rate", type=float, default=1.0, help="playback speed factor (default 1.0)")
+    parser.add_argument("--rate", type=finite_number(minimum=0.0, inclusive=False), default=1.0,
+                        help="playback speed factor, a finite number > 0 (default 1.0)")
     parser.add_argument("--loop", action="store_true", help="play again from the start when the bag ends")
     parser.add_argument("--topics", nargs="+", metavar="TOPIC", help="play only these recorded topics")
     parser.add_argument("--remap", action="append", default=[], metavar="FROM:=TO", help="rename a topic (repeatable)")
-    parser.add_argument("--clock", nargs="?", type=float, const=100.0, default=None, metavar="HZ",
+    parser.add_argument("--clock", nargs="?", type=finite_number(minimum=0.0, inclusive=False), const=100.0,
+                        default=None, metavar="HZ",
                         help="publish /clock from bag time at HZ (default 100 when given without a value)")
-    parser.add_argument("--start-offset", type=float, default=0.0, metavar="S", help="start S seconds into the bag")
+    parser.add_argument("--start-offset", type=finite_number(minimum=0.0), default=0.0, metavar="S",
+                        help="start S seconds into the bag")
     parser.add_argument("--qos", default="sensor", choices=QOS_CHOICES,
                         help="publisher QoS for every topic: sensor (best effort, default), reliable, "
                              "or recorded (the first offered profile stored in the bag)")
@@ -210,7 +263,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="per-topic publisher QoS (recorded topic name), repeatable")
     parser.add_argument("--wait-for-subscribers", type=int, default=0, metavar="N",
                         help="before playing, wait until every played topic has N subscribers")
-    parser.add_argument("--wait-timeout", type=float, default=10.0, metavar="S",
+    parser.add_argument("--wait-timeout", type=finite_number(minimum=0.0), default=10.0, metavar="S",
                         help="give up (exit 1) when subscribers have not appeared after S seconds")
 
 
@@ -235,4 +288,8 @@ def run(args) -> int:
     finally:
         rclpy.try_shutdown(context=context)
     print("\n".join(summary.lines()), flush=True)
+    if not sum(summary.published.values()) and not summary.interrupted:
+        print(f"sage-ros bag play: error: nothing was played ({sum(summary.skipped.values())} undecodable "
+              f"messages skipped, {sum(summary.errors.values())} publish errors)", file=sys.stderr, flush=True)
+        return 1
     return 0

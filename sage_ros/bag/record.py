@@ -14,6 +14,7 @@ Recording a `latent` / `puzzle` topic also records its latched `<topic>/info` (t
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 import time
 from collections import Counter
@@ -36,14 +37,22 @@ def flush_chunk(writer) -> None:
 
     rosbags' mcap writer closes a chunk only once it holds 1 MiB (minutes of latents) and has no public flush:
     this reaches into its storage object (rosbags 0.11: `storage.chunk`, `close_chunk()`, `bio`), and does
-    nothing if a rosbags version lays it out differently (test_bag_crash checks it still works).
+    nothing if a rosbags version lays it out differently (test_bag_crash checks it still works). A bag directory
+    deleted while recording raises FileNotFoundError here, so recording stops instead of writing to nowhere.
     """
+    if not writer.path.is_dir():  # deleted under us: writes would go to an unlinked file, lost at the end
+        raise FileNotFoundError(errno.ENOENT, "output directory vanished while recording", str(writer.path))
     storage = getattr(writer, "storage", None)
     chunk = getattr(storage, "chunk", None)
     if chunk is None or not hasattr(storage, "close_chunk") or not chunk.bio.tell():
         return
-    storage.close_chunk()
-    storage.bio.flush()
+    try:
+        storage.close_chunk()
+        storage.bio.flush()
+    except OSError as exc:
+        if exc.filename is None and exc.errno is not None:
+            raise type(exc)(exc.errno, exc.strerror, str(storage.path)) from None
+        raise
 
 
 @dataclass
@@ -98,7 +107,7 @@ class BagRecorder:
         start = time.monotonic()
         next_resolve = start
         self._next_flush = start + FLUSH_PERIOD_S
-        with atomic_bag_writer(self.out) as writer:
+        with atomic_bag_writer(self.out, keep_partial=True) as writer:  # a full disk keeps what was written
             self.writer = writer
             while not self._finished(start):
                 if self.pending and time.monotonic() >= next_resolve:

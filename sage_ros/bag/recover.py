@@ -30,7 +30,7 @@ from typing import Iterator
 
 import yaml
 
-from sage_ros.bag.common import BagError, atomic_bag_writer, typestore
+from sage_ros.bag.core import BagError, atomic_bag_writer, bag_qos, typestore
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 MCAP_MAGIC = b"\x89MCAP0\r\n"
@@ -236,7 +236,6 @@ def _sqlite_messages(path: Path, topics: dict, report: SalvageReport) -> Iterato
 # --- writing ---------------------------------------------------------------------------------------------------
 
 def _add_connection(writer, store, topic: Topic, report: SalvageReport):
-    from sage_ros.bag.common import bag_qos
 
     qos_kwargs = {}
     try:

@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 DATA_STAMP := data_cache/.complete
 
-.PHONY: venv data test test-fast demo bench clean
+.PHONY: venv data test test-fast test-distros demo bench clean
 
 venv: $(STAMP)
 
@@ -27,6 +27,11 @@ $(DATA_STAMP): $(STAMP)
 test: venv data
 	$(PY) -m pytest -q test
 
+# Other ROS 2 distros (README "ROS 2 distributions in CI"): a real Jazzy lane (.venv-jazzy), Humble's robot pins
+# (.venv-humble), Jazzy <-> Kilted DDS. Lane venvs are cached like .venv; a missing interpreter skips its lane.
+test-distros: venv data
+	bash scripts/ci/test_distros.sh
+
 demo: venv data
 	$(VENV)/bin/sage-ros demo --out demo_out
 
@@ -34,4 +39,4 @@ bench: venv data
 	$(PY) bench/run_all.py
 
 clean:
-	rm -rf $(VENV) data_cache demo_out runs
+	rm -rf $(VENV) data_cache demo_out runs .venv-jazzy .venv-humble .distros

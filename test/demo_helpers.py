@@ -25,6 +25,11 @@ def seeded_tinyvae(latent_dim: int = LATENT_DIM):
 
 def export_untrained_tinyvae(out_dir: Path, precision: str = "fp32") -> Path:
     """One seeded TinyVAE bundle (fp32 | int8 | int4) at out_dir."""
+    from runtime_helpers import prebuilt
+
+    copied = prebuilt(f"untrained-tinyvae-{precision}", out_dir)  # lanes without torch: exported beforehand
+    if copied:
+        return copied
     metrics = {"note": UNTRAINED_NOTE}
     name = f"untrained-tinyvae-l{LATENT_DIM}-{precision}"
     model = seeded_tinyvae()

@@ -1,7 +1,15 @@
 """Shared by the runtime tests: seeded models exported as bundles (never shipped), and real photographs."""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
 import numpy as np
 
 SEED = 1234
+# A directory of the seeded bundles exported beforehand (test/distros/prebuilt.py), for test venvs without torch.
+PREBUILT_ENV = "SAGE_ROS_TEST_BUNDLES"
 
 
 def seeded_model(architecture: str):
@@ -22,7 +30,27 @@ def seeded_model(architecture: str):
     return model
 
 
+def prebuilt(name: str, out_dir) -> Path | None:
+    """Where $SAGE_ROS_TEST_BUNDLES is set (a lane without torch, make test-distros): a copy of the bundle `name`
+    that the main venv exported beforehand (scripts/ci/prebuilt_bundles.py) at out_dir; else None. Without torch
+    and without it, the test is skipped: exporting needs torch."""
+    root = os.environ.get(PREBUILT_ENV)
+    if not root:
+        import pytest
+        pytest.importorskip("torch", reason=f"exporting a test bundle needs torch (or {PREBUILT_ENV})")
+        return None
+    source = Path(root) / name
+    if not (source / "bundle.json").is_file():
+        raise FileNotFoundError(f"{PREBUILT_ENV}={root} has no {name} bundle: run scripts/ci/prebuilt_bundles.py "
+                                "there with the main venv")
+    shutil.copytree(source, out_dir)
+    return Path(out_dir)
+
+
 def export_seeded(architecture: str, precision: str, out_dir):
+    copied = prebuilt(f"{architecture}-{precision}", out_dir)
+    if copied:
+        return copied
     from sage_ros.compression.export import export_bundle
 
     return export_bundle(seeded_model(architecture), out_dir, name=f"test-{architecture}-{precision}",

@@ -38,6 +38,7 @@ def frames():
 
 
 def assert_parity(bundle_dir, frames, torch_device="cpu"):
+    pytest.importorskip("torch", reason="the reference is the torch backend")
     bundle = load_bundle(bundle_dir)
     inputs = Preprocessor.from_bundle(bundle, "center")(list(frames))
     with make_backend(bundle, "onnxruntime") as ort_backend, \

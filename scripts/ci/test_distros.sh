@@ -1,0 +1,155 @@
+#!/usr/bin/env bash
+# `make test-distros` (after `make venv data`): the ROS 2 distributions other than the main venv's Kilted.
+#   jazzy   .venv-jazzy, Python 3.12 + ROS 2 Jazzy's own rclpy / messages / Fast DDS from PyPI + constraints-jazzy.txt:
+#           the package's ROS-level tests (JAZZY_TESTS) under real Jazzy rclpy.
+#   humble  .venv-humble, Python 3.10 + constraints-humble.txt (numpy 1.26.4, onnxruntime 1.23.2): the runtime tests
+#           (HUMBLE_TESTS) and every shipped bundle against the main venv's outputs (scripts/ci/shipped_outputs.py).
+#           No rclpy there: no Humble wheels exist; the main lane's test/test_ros_humble.py simulates its API.
+#   cross   a Jazzy encoder process and a Kilted consumer (the main venv) on one domain (test/test_cross_distro_dds.py).
+# A lane whose interpreter is missing is skipped with the reason; a lane venv is rebuilt only when its inputs change
+# (stamp: sha256 of the requirements, lock and constraints files, the interpreter and this checkout's path).
+# Tests that need torch skip themselves (pytest.importorskip); the seeded test bundles they would export come
+# prebuilt from the main venv (SAGE_ROS_TEST_BUNDLES, scripts/ci/prebuilt_bundles.py).
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+# Started from a process of a venv with ROS wheels, these would make another venv's rclpy skip its own set-up
+# (ros_wheels_bootstrapper) and load the wrong libraries: each lane's interpreter sets them up itself.
+unset _ROS_WHEELS_BOOTSTRAP_COMPLETE
+REPO=$PWD
+CI=scripts/ci
+MAIN_PY=${MAIN_PY:-.venv/bin/python}
+PYENV_ROOT=${PYENV_ROOT:-$HOME/.pyenv}
+WORK=.distros
+JAZZY_TESTS="test_ros_node.py test_ros_units.py test_latent_decoder_dds.py test_compression_node_dds.py
+  test_hardening_dds.py test_bag_play.py test_bag_record.py test_bag_crash.py test_replay_dds.py test_param_files.py
+  test_subscriber_example.py test_bag_common.py"
+HUMBLE_TESTS="test_runtime_bundle.py test_runtime_preprocess.py test_runtime_backends.py test_consumer.py
+  test_runtime_image_codec.py test_hardening_codec.py"
+declare -A RESULT
+FAILED=0
+T0=$SECONDS
+
+say() { echo "[$1] ${*:2}"; }
+
+# find_python LANE VERSION: $<LANE>_PYTHON, else pyenv's VERSION, else any pyenv X.Y.*, else pythonX.Y on PATH
+find_python() {
+  local lane=$1 version=$2 short=${2%.*} override candidate
+  override=$(eval echo "\${${lane^^}_PYTHON:-}")
+  for candidate in $override "$PYENV_ROOT/versions/$version/bin/python$short" \
+      "$PYENV_ROOT"/versions/"$short".*/bin/python"$short" "$(command -v "python$short" || true)"; do
+    if [[ -x $candidate ]] && "$candidate" -c "import sys; sys.exit(sys.version_info[:2] != tuple(map(int, '$short'.split('.'))))" 2>/dev/null; then
+      echo "$candidate"; return 0
+    fi
+  done
+  return 1
+}
+
+# lane_venv LANE PYTHON: .venv-LANE from scripts/ci/requirements-LANE.txt under constraints-LANE.txt + lock-LANE.txt
+lane_venv() {
+  local lane=$1 python=$2 venv=.venv-$1 started=$SECONDS want
+  local inputs=("$CI/requirements-$lane.txt" "$CI/lock-$lane.txt" "constraints-$lane.txt" setup.py)
+  want=$({ cat "${inputs[@]}"; "$python" -VV; echo "$REPO"; } | sha256sum | cut -d' ' -f1)
+  if [[ -f $venv/.installed-stamp && $(cat "$venv/.installed-stamp") == "$want" ]]; then
+    say "$lane" "venv $venv: cached (stamp matches ${inputs[*]})"; return 0
+  fi
+  say "$lane" "venv $venv: creating with $python (inputs changed or first run; ~1-2 min, pip lists each package)"
+  rm -rf "$venv" && "$python" -m venv "$venv" || return 1
+  say "$lane" "phase 1/2: pip install -r $CI/requirements-$lane.txt -c constraints-$lane.txt -c $CI/lock-$lane.txt"
+  "$venv/bin/python" -m pip install --progress-bar off --disable-pip-version-check -r "$CI/requirements-$lane.txt" \
+      -c "constraints-$lane.txt" -c "$CI/lock-$lane.txt" || return 1
+  say "$lane" "phase 2/2: pip install --no-deps -e . (console scripts: tinyvae_encoder, latent_decoder, ...)"
+  "$venv/bin/python" -m pip install --progress-bar off --disable-pip-version-check --no-deps -e . >/dev/null || return 1
+  echo "$want" > "$venv/.installed-stamp"
+  say "$lane" "venv $venv ready in $((SECONDS - started)) s"
+}
+
+# run_pytest LANE PYTHON FILES...: pytest -rs over test/FILES; RESULT[LANE] = its closing line
+run_pytest() {
+  local lane=$1 python=$2; shift 2
+  local files=() f log=$WORK/$lane.pytest.log
+  for f in "$@"; do files+=("test/$f"); done
+  say "$lane" "pytest ${files[*]}"
+  SAGE_ROS_TEST_BUNDLES=$REPO/$WORK/bundles PYTHONPATH=$REPO "$python" -m pytest -q -rs -p no:cacheprovider \
+      "${files[@]}" 2>&1 | tee "$log"
+  local rc=${PIPESTATUS[0]}
+  RESULT[$lane]="$(grep -E '^=* ?[0-9]+ (passed|failed|error|skipped)' "$log" | tail -1 | tr -d '=' | sed 's/^ *//;s/ *$//')"
+  [[ $rc == 0 ]] || { FAILED=1; RESULT[$lane]="FAILED (pytest exit $rc): ${RESULT[$lane]}"; }
+}
+
+# compare_shipped LANE PYTHON: every shipped bundle on real frames against the main venv's outputs
+compare_shipped() {
+  local lane=$1 python=$2 log=$WORK/$1.shipped.log
+  say "$lane" "every shipped bundle on real frames vs the main venv (scripts/ci/shipped_outputs.py compare):"
+  if PYTHONPATH=$REPO "$python" $CI/shipped_outputs.py compare "$WORK/shipped.npz" > "$log" 2>&1; then
+    grep -v " bit-identical$" "$log"; RESULT[$lane-bundles]=$(grep "^shipped bundles" "$log")
+  else
+    cat "$log"; FAILED=1; RESULT[$lane-bundles]="FAILED: $(grep -A3 OUTSIDE "$log" | tr '\n' ' ')"
+  fi
+}
+
+left_to_main() {  # the test files of test/ that a lane did not run
+  local here=" $* " f out=()
+  for f in test/test_*.py; do f=${f#test/}; [[ $here == *" $f "* ]] || out+=("${f%.py}"); done
+  echo "${#out[@]} files: ${out[*]}"
+}
+
+mkdir -p "$WORK"
+echo "== make test-distros: ROS 2 Jazzy (real), Humble robot pins, Jazzy <-> Kilted DDS =="
+say prep "seeded test bundles and the shipped bundles' reference outputs, from the main venv ($MAIN_PY)"
+PYTHONPATH=$REPO "$MAIN_PY" $CI/prebuilt_bundles.py "$WORK/bundles" || exit 1
+PYTHONPATH=$REPO "$MAIN_PY" $CI/shipped_outputs.py write "$WORK/shipped.npz" || exit 1
+
+# ---- Jazzy lane --------------------------------------------------------------------------------------------------
+echo; echo "== Jazzy lane: ROS 2 Jazzy rclpy + Fast DDS from PyPI, Python 3.12, constraints-jazzy.txt, no torch =="
+JAZZY_PY=""
+if ! python=$(find_python jazzy 3.12.1); then
+  RESULT[jazzy]="SKIPPED: no Python 3.12 interpreter (looked at \$JAZZY_PYTHON, $PYENV_ROOT/versions/3.12.*, python3.12 on PATH)"
+  say jazzy "${RESULT[jazzy]}"
+elif ! lane_venv jazzy "$python"; then
+  RESULT[jazzy]="FAILED: could not build .venv-jazzy"; FAILED=1
+else
+  JAZZY_PY=.venv-jazzy/bin/python
+  say jazzy "real here: $($JAZZY_PY -c "import importlib.metadata as m, platform, numpy, onnxruntime, cv2
+print(f'rclpy {m.version(\"ros-jazzy-rclpy\")} (ros-jazzy-rclpy), Fast DDS {m.version(\"ros-fastrtps\")}, Python {platform.python_version()}, numpy {numpy.__version__}, onnxruntime {onnxruntime.__version__}, OpenCV {cv2.__version__}')")"
+  started=$SECONDS
+  # shellcheck disable=SC2086
+  run_pytest jazzy "$JAZZY_PY" $JAZZY_TESTS
+  RESULT[jazzy]="${RESULT[jazzy]} ($((SECONDS - started)) s)"
+  compare_shipped jazzy "$JAZZY_PY"
+  # shellcheck disable=SC2086
+  say jazzy "left to the main lane (Kilted, with torch): $(left_to_main $JAZZY_TESTS)"
+fi
+
+# ---- Humble robot-pins lane --------------------------------------------------------------------------------------
+echo; echo "== Humble robot-pins lane: Python 3.10, constraints-humble.txt (numpy 1.26.4, onnxruntime 1.23.2), no torch =="
+say humble "rclpy: SIMULATED, not run here (no Humble rclpy wheels exist): Humble's rclpy API is simulated over Kilted by test/test_ros_humble.py in the main lane"
+if ! python=$(find_python humble 3.10.13); then
+  RESULT[humble]="SKIPPED: no Python 3.10 interpreter (looked at \$HUMBLE_PYTHON, $PYENV_ROOT/versions/3.10.*, python3.10 on PATH)"
+  say humble "${RESULT[humble]}"
+elif ! lane_venv humble "$python"; then
+  RESULT[humble]="FAILED: could not build .venv-humble"; FAILED=1
+else
+  HUMBLE_PY=.venv-humble/bin/python
+  started=$SECONDS
+  # shellcheck disable=SC2086
+  run_pytest humble "$HUMBLE_PY" $HUMBLE_TESTS
+  RESULT[humble]="${RESULT[humble]} ($((SECONDS - started)) s)"
+  compare_shipped humble "$HUMBLE_PY"
+  # shellcheck disable=SC2086
+  say humble "left to the main lane: $(left_to_main $HUMBLE_TESTS)"
+fi
+
+# ---- Cross-distro DDS --------------------------------------------------------------------------------------------
+echo; echo "== Cross-distro DDS: a Jazzy encoder process -> a Kilted consumer (main venv), one ROS domain =="
+if [[ -z $JAZZY_PY ]]; then
+  RESULT[cross]="SKIPPED: needs the Jazzy lane's venv (${RESULT[jazzy]})"
+  say cross "${RESULT[cross]}"
+else
+  SAGE_ROS_JAZZY_PYTHON=$REPO/$JAZZY_PY run_pytest cross "$MAIN_PY" test_cross_distro_dds.py
+fi
+
+echo; echo "== make test-distros summary ($((SECONDS - T0)) s) =="
+for lane in jazzy jazzy-bundles humble humble-bundles cross; do
+  [[ -n ${RESULT[$lane]:-} ]] && printf '%-15s %s\n' "$lane" "${RESULT[$lane]}"
+done
+exit $FAILED

@@ -40,7 +40,8 @@ def test_every_default_is_valid_and_described():
 @pytest.mark.parametrize("name, value, words", [
     ("max_rate", -1.0, "max_rate must be in"),
     ("max_rate", float("nan"), "max_rate must be in"),
-    ("max_rate", 5, "type float"),                       # ROS types are static: 5 is not a double
+    ("max_rate", -1, "max_rate must be in"),             # an integer is a double: it reaches the range check
+    ("max_rate", True, "type float"),
     ("qos_depth", 0, "qos_depth must be in"),
     ("qos_depth", 1.0, "type int"),
     ("crop_mode", "zoom", "crop_mode must be one of"),

@@ -115,7 +115,7 @@ class LatentDecoderNode(Node):
                                f"{[str(d) for d in self.model_dirs()]}")
 
     def _param(self, name: str) -> Any:
-        return self.get_parameter(name).value
+        return P.coerce(name, self.get_parameter(name).value, P.DECODER_SPECS)
 
     def model_dirs(self) -> list[Path]:
         return [Path(d).expanduser() for d in self._param("model_dirs") if d] + shipped_model_dirs()

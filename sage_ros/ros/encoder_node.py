@@ -116,7 +116,7 @@ class EncoderNode(LifecycleNode):
         self._diagnostics_timer = self.create_timer(self._param("diagnostics_period"), self.publish_diagnostics)
 
     def _param(self, name: str) -> Any:
-        return self.get_parameter(name).value
+        return P.coerce(name, self.get_parameter(name).value)
 
     def _on_set_parameters(self, params):
         result = P.on_set_parameters(params)
@@ -129,7 +129,7 @@ class EncoderNode(LifecycleNode):
         if result.successful:
             for param in params:
                 if param.name in LIVE_PARAMS:
-                    self._live[param.name] = param.value
+                    self._live[param.name] = P.coerce(param.name, param.value)
         return result
 
     # --- lifecycle ------------------------------------------------------------------------------------------

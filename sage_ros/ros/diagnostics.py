@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
-COUNTERS = ("received", "published", "dropped", "lost", "bad_frames", "errors", "publish_errors")
+COUNTERS = ("received", "published", "dropped", "lost", "bad_frames", "errors", "publish_errors", "worker_restarts")
 
 
 @dataclass
@@ -79,6 +79,8 @@ def level_and_message(snap: Snapshot, active: bool) -> tuple[bytes, str]:
     """ERROR on inference/publish errors in the interval, WARN on bad frames, heavy drops or no input."""
     if not active:
         return DiagnosticStatus.WARN, "inactive (lifecycle); not encoding"
+    if snap.new["worker_restarts"]:
+        return DiagnosticStatus.ERROR, f"encoder worker restarted: {snap.last_error}"
     if snap.new["errors"] or snap.new["publish_errors"]:
         return DiagnosticStatus.ERROR, f"errors in the last interval: {snap.last_error}"
     if snap.new["bad_frames"]:
@@ -110,6 +112,7 @@ def diagnostic_array(snap: Snapshot, *, name: str, hardware_id: str, info: dict[
         "bad_frames": str(snap.counts["bad_frames"]),
         "errors": str(snap.counts["errors"]),
         "publish_errors": str(snap.counts["publish_errors"]),
+        "worker_restarts": str(snap.counts["worker_restarts"]),
         "last_error": snap.last_error,
         **info,
     }

@@ -39,6 +39,7 @@ from sage_ros.ros.encoding import (ImageConversionError, LatestFrameSlots, Pendi
                                    decode_min_size, encode_frames, first_decodable, frame_from_message,
                                    output_messages, reconstruction_messages)
 from sage_ros.ros.qos import input_qos, output_qos, publisher_events, subscription_events
+from sage_ros.ros.worker import RatePacer, run_supervised
 from sage_ros.runtime.backends import BackendError, make_backend
 from sage_ros.runtime.bundle import BundleError, load_bundle
 from sage_ros.runtime.consumer import shipped_model_dirs
@@ -95,6 +96,7 @@ class EncoderNode(LifecycleNode):
     def __init__(self, preset: str = "tinyvae", node_name: str | None = None, **node_kwargs):
         self.preset = preset
         self._live = {name: P.SPECS[name].default for name in LIVE_PARAMS}
+        self._pacer = RatePacer(lambda: self._live["max_rate"])  # a max_rate change wakes the waiting worker
         super().__init__(node_name or PRESETS[preset].node_name, **node_kwargs)
         # Registered before declaring, so command-line / parameter-file values are validated at start too.
         self.add_on_set_parameters_callback(self._on_set_parameters)
@@ -130,6 +132,7 @@ class EncoderNode(LifecycleNode):
             for param in params:
                 if param.name in LIVE_PARAMS:
                     self._live[param.name] = P.coerce(param.name, param.value)
+            self._pacer.notify()
         return result
 
     # --- lifecycle ------------------------------------------------------------------------------------------
@@ -204,8 +207,7 @@ class EncoderNode(LifecycleNode):
             camera.publisher_watch = watch_publishers(self, camera.subscription, events,
                                                       period=min(self._param("diagnostics_period"), 0.5))
         self._stop.clear()
-        self._worker = threading.Thread(target=self._work, name="encoder_worker", daemon=True)
-        self._worker.start()
+        self._start_worker()
         self._active = True
         return result
 
@@ -287,19 +289,33 @@ class EncoderNode(LifecycleNode):
     def _on_matched(self, camera: Camera, count: int) -> None:
         camera.publishers_matched = count
 
+    def _start_worker(self) -> None:
+        self._worker = threading.Thread(target=run_supervised, args=(self._work, self._stop, self._worker_crashed),
+                                        name="encoder_worker", daemon=True)
+        self._worker.start()
+
+    def _worker_crashed(self, err: BaseException, trace: str) -> None:
+        self.stats.error(f"encoder worker crashed ({type(err).__name__}: {err}); restarted", "worker_restarts")
+        self.get_logger().error(f"encoder worker crashed, restarting it: {trace}", throttle_duration_sec=THROTTLE_S)
+
+    def _check_worker(self) -> None:
+        """From the diagnostics timer: an active node whose worker thread has ended (anything run_supervised could
+        not catch) is reported as an error and gets a new worker; it never looks healthy while producing nothing."""
+        worker = self._worker
+        if self._active and not self._stop.is_set() and (worker is None or not worker.is_alive()):
+            self.stats.error("encoder worker thread had ended; restarted", "worker_restarts")
+            self.get_logger().error("encoder worker thread had ended; restarting it")
+            self._start_worker()
+
     def _work(self) -> None:
-        next_allowed = 0.0
         while not self._stop.is_set():
-            max_rate = self._live["max_rate"]
-            wait = next_allowed - time.monotonic()
-            if max_rate > 0 and wait > 0:
-                self._stop.wait(wait)  # frames arriving meanwhile overwrite their slot (counted drops)
+            if not self._pacer.wait(self._stop):  # max_rate: frames arriving meanwhile overwrite their slot (drops)
                 continue
             slots = self._slots
             batch = slots.take(timeout=0.1) if slots is not None else []
             if not batch or self._stop.is_set():
                 continue
-            next_allowed = time.monotonic() + (1.0 / max_rate if max_rate > 0 else 0.0)
+            self._pacer.started()
             try:
                 with self._model_lock:
                     self.process(batch)
@@ -443,6 +459,7 @@ class EncoderNode(LifecycleNode):
         return info
 
     def publish_diagnostics(self) -> None:
+        self._check_worker()
         info = self.diagnostics_info()
         array = diagnostic_array(self.stats.snapshot(), name=f"{self.get_fully_qualified_name()}: encoder",
                                  hardware_id=info.get("device", self._param("device")), info=info,

@@ -208,7 +208,7 @@ def test_stats_rates_percentiles_and_levels():
     now[0] += 1.0
     snap = stats.snapshot()
     assert snap.new == {"received": 0, "published": 0, "dropped": 0, "lost": 0, "bad_frames": 1, "errors": 0,
-                        "publish_errors": 0}
+                        "publish_errors": 0, "worker_restarts": 0}
     assert level_and_message(snap, active=True)[0] == b"\x01"
     stats.error("inference: boom")
     array = diagnostic_array(stats.snapshot(), name="n: encoder", hardware_id="cpu",

@@ -37,7 +37,7 @@ from sage_ros.ros.diagnostics import EncoderStats, diagnostic_array
 from sage_ros.ros.info import info_qos, info_topic
 from sage_ros.ros.encoding import (ImageConversionError, LatestFrameSlots, Pending, admission_error,
                                    decode_min_size, encode_frames, first_decodable, frame_from_message,
-                                   output_messages, reconstruction_messages)
+                                   implausible_rows, output_messages, reconstruction_messages)
 from sage_ros.ros.qos import input_qos, output_qos, publisher_events, subscription_events
 from sage_ros.ros.worker import RatePacer, run_supervised
 from sage_ros.runtime.backends import BackendError, make_backend
@@ -357,6 +357,16 @@ class EncoderNode(LifecycleNode):
             self.get_logger().error(f"inference failed: {err}", throttle_duration_sec=THROTTLE_S)
             return
         inference_s = time.perf_counter() - started
+        bad = implausible_rows(outputs)
+        for row, reason in bad.items():  # counted as errors, never published as valid latents
+            self.stats.error(f"encoder output on {self.cameras[kept[row][0]].input_topic}: {reason}")
+            self.get_logger().error(f"not publishing: {reason}", throttle_duration_sec=THROTTLE_S)
+        if bad:
+            rows = [row for row in range(len(kept)) if row not in bad]
+            outputs = {key: value[rows] for key, value in outputs.items()}
+            kept = [kept[row] for row in rows]
+            if not kept:
+                return
         headers = [pending.msg.header for _, pending in kept]
         messages = output_messages(outputs, headers)
         for (camera, pending), message in zip(kept, messages):

@@ -80,6 +80,28 @@ def encode_frames(backend, preprocessor: Preprocessor, frames: Sequence[np.ndarr
     return backend.encode(preprocessor(list(frames), cameras))
 
 
+# |mu| or |log sigma^2| beyond this is no latent a trained VAE makes (they stay within tens): a broken model, bad
+# weights or an overflowing fp16 graph. Such rows are counted as errors and not published (nor are NaN / inf).
+MAX_ABS_LATENT = 1.0e6
+
+
+def implausible_rows(outputs: dict[str, np.ndarray]) -> dict[int, str]:
+    """{row: reason} for every batch row of encoder outputs that must not be published as a valid latent:
+    non-finite or |value| > MAX_ABS_LATENT in mu / logvar. Puzzle codes are range-checked in output_array."""
+    bad: dict[int, str] = {}
+    for key in ("mu", "logvar"):
+        if key not in outputs:
+            continue
+        values = np.asarray(outputs[key], dtype=np.float64).reshape(len(outputs[key]), -1)
+        finite = np.isfinite(values).all(axis=1)
+        largest = np.where(np.isfinite(values), np.abs(values), 0.0).max(axis=1, initial=0.0)
+        for row in np.flatnonzero(~finite | (largest > MAX_ABS_LATENT)):
+            bad.setdefault(int(row), f"{key} of row {int(row)} is " + (
+                "not finite (NaN / inf)" if not finite[row] else f"implausible (|{key}| up to {largest[row]:.3g} "
+                f"> {MAX_ABS_LATENT:g})"))
+    return bad
+
+
 def output_messages(outputs: dict[str, np.ndarray], headers: Sequence[Any]) -> list[Any]:
     """Row i of the outputs -> `latent` (32FC1, 2 x L) or `puzzle` (mono8, 30 x 30) Image with headers[i]."""
     return [output_to_image(outputs, index, header=header) for index, header in enumerate(headers)]
@@ -160,5 +182,5 @@ class Pending:
 
 
 __all__ = ["ImageConversionError", "decode_min_size", "frame_from_message", "admission_error", "first_decodable",
-           "encode_frames", "output_messages",
+           "encode_frames", "output_messages", "implausible_rows", "MAX_ABS_LATENT",
            "reconstruction_messages", "to_rgb8", "LatestFrameSlots", "Pending"]

@@ -24,7 +24,6 @@ from typing import Any
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
-from rclpy.duration import Duration
 from rclpy.executors import ExternalShutdownException
 from rclpy.exceptions import ParameterException
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
@@ -34,7 +33,7 @@ from std_msgs.msg import String
 from sage_ros.ros import params as P
 from sage_ros.ros.compat import watch_publishers
 from sage_ros.ros.diagnostics import EncoderStats, diagnostic_array
-from sage_ros.ros.info import info_qos, info_topic
+from sage_ros.ros.info import AckWatch, info_qos, info_topic
 from sage_ros.ros.encoding import (ImageConversionError, LatestFrameSlots, Pending, admission_error,
                                    decode_min_size, encode_frames, first_decodable, frame_from_message,
                                    implausible_rows, output_messages, reconstruction_messages)
@@ -49,7 +48,7 @@ from sage_ros.runtime.preprocess import Preprocessor
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
 LIVE_PARAMS = ("crop_mode", "max_rate", "publish_reconstruction", "max_input_pixels")  # applied while running
 THROTTLE_S = 5.0  # at most one log line per cause and call site this often
-INFO_ACK_S = 1.0  # longest wait for subscribers to acknowledge a new <output>/info before encoding goes on
+INFO_ACK_S = 1.0  # longest wait (in total, per change, off the frame path) for subscribers to acknowledge an info
 
 
 @dataclass(frozen=True)
@@ -114,6 +113,7 @@ class EncoderNode(LifecycleNode):
         self._model_lock = threading.Lock()  # the worker's batch vs a live bundle change (see _swap_bundle)
         self._info_text = ""  # the <output>/info JSON last published
         self._info_key: tuple = ()  # (bundle, crop_mode) it describes
+        self._acks = AckWatch(self.get_logger(), INFO_ACK_S)
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._diagnostics_timer = self.create_timer(self._param("diagnostics_period"), self.publish_diagnostics)
 
@@ -400,18 +400,18 @@ class EncoderNode(LifecycleNode):
     # --- model identity (<output>/info) and live bundle changes --------------------------------------------------
 
     def _publish_info(self, crop_mode: str, force: bool = False) -> None:
-        """Publish the info JSON on every camera's <output>/info when it differs from the last one (or `force`).
-
-        Then wait (at most INFO_ACK_S) until every subscriber acknowledged it, so that the info of a new model
-        reaches subscribers before the first latent it makes is even sent."""
+        """Publish the info JSON on every camera's <output>/info when it differs from the last one (or `force`),
+        before the first latent the new model or crop mode makes. Acknowledgements are awaited off the frame path
+        (AckWatch: at most INFO_ACK_S in total, a WARN when a subscriber did not acknowledge): each latent carries
+        its model's fingerprint, so a consumer with a late info holds the latent rather than misreading it."""
         if (self.bundle, crop_mode) == self._info_key and not force:  # the per-batch call costs one comparison
             return
         text = info_json(model_info(self.bundle, crop_mode))
         published = [camera.info_publisher for camera in self.cameras
                      if camera.info_publisher is not None and self._publish(camera.info_publisher, String(data=text))]
         self._info_text, self._info_key = text, (self.bundle, crop_mode)
-        for publisher in published:
-            publisher.wait_for_all_acked(Duration(seconds=INFO_ACK_S))
+        if published:
+            self._acks.watch(published, f"{self.bundle.name} ({crop_mode})")
 
     def _swap_bundle(self, value: str) -> str | None:
         """The `bundle` parameter changed while configured: load, check and warm the new bundle up, then replace the

@@ -13,7 +13,8 @@ import numpy as np
 from sage_ros.runtime.image_codec import (DEFAULT_MAX_PIXELS, ImageConversionError, check_compressed, check_image,
                                           decode_compressed, image_msg_to_rgb8, image_to_numpy, numpy_to_image)
 from sage_ros.runtime.consumer import to_rgb8  # the latent_decoder's own: robot and operator images agree
-from sage_ros.runtime.messages import output_to_image
+from sage_ros.runtime.latent_info import bundle_fingerprint
+from sage_ros.runtime.messages import MAX_ABS_LATENT, output_to_image
 from sage_ros.runtime.preprocess import Preprocessor
 
 
@@ -76,13 +77,11 @@ def first_decodable(pending: "Pending", decode) -> tuple[np.ndarray | None, "Pen
 
 def encode_frames(backend, preprocessor: Preprocessor, frames: Sequence[np.ndarray],
                   cameras: Sequence[Hashable] | None = None) -> dict[str, np.ndarray]:
-    """Frames (one per camera) -> one batched backend call -> {"mu","logvar"} or {"codes"} (N rows)."""
-    return backend.encode(preprocessor(list(frames), cameras))
-
-
-# |mu| or |log sigma^2| beyond this is no latent a trained VAE makes (they stay within tens): a broken model, bad
-# weights or an overflowing fp16 graph. Such rows are counted as errors and not published (nor are NaN / inf).
-MAX_ABS_LATENT = 1.0e6
+    """Frames (one per camera) -> one batched backend call -> {"mu","logvar"} or {"codes"} (N rows), plus
+    "fingerprint" (N rows of the backend's model fingerprint): every message made from them carries it."""
+    outputs = dict(backend.encode(preprocessor(list(frames), cameras)))
+    outputs["fingerprint"] = np.array([bundle_fingerprint(backend.bundle)] * len(frames))
+    return outputs
 
 
 def implausible_rows(outputs: dict[str, np.ndarray]) -> dict[int, str]:

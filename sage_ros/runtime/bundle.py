@@ -7,14 +7,17 @@ encoder/decoder are listed); the ONNX graphs' input/output names, dtypes and dim
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sage_ros.hashing import sha256_file  # noqa: F401 (re-exported: backends and tests import it from here)
 
+from .safe_json import JSONLimitError, loads_limited
+
 BUNDLE_FILE = "bundle.json"
+MAX_META_BYTES = 1 << 20  # a shipped bundle.json is ~3 KB
+MAX_META_DEPTH = 32
 REQUIRED_KEYS = ("name", "architecture", "precision", "input", "latent_shape", "files", "metrics", "created_by")
 PRECISIONS = ("fp32", "fp16", "int8", "int4")
 GAUSSIAN_ARCHITECTURES = ("TinyVAE", "TinyVAELinSkip", "TinyVAE32")
@@ -96,18 +99,69 @@ def load_bundle(path: str | Path, *, verify_checksums: bool = True) -> Bundle:
         raise BundleError(f"{path}: bundle directory does not exist")
     if not meta_path.is_file():
         raise BundleError(f"{meta_path}: missing (a bundle directory holds bundle.json, encoder.onnx, decoder.onnx)")
-    try:
-        meta = json.loads(meta_path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise BundleError(f"{meta_path}: not valid JSON ({err})") from None
-    if not isinstance(meta, dict):
-        raise BundleError(f"{meta_path}: top level must be an object")
+    meta = read_bundle_meta(meta_path)
     bundle = Bundle(path=path, meta=meta)
     _check_meta(bundle, meta_path)
     _check_files(bundle, verify_checksums)
     _check_graph(bundle, bundle.encoder_path, _expected_encoder_io(bundle))
     _check_graph(bundle, bundle.decoder_path, _expected_decoder_io(bundle))
     return bundle
+
+
+def read_bundle_meta(meta_path: Path) -> dict:
+    """bundle.json parsed with size / depth limits and checked against the schema (schema_error); BundleError says
+    why not. Everything that reads a bundle.json (load_bundle, the consumer's bundle search) goes through here."""
+    try:
+        with open(meta_path, "rb") as handle:
+            data = handle.read(MAX_META_BYTES + 1)
+        meta = loads_limited(data, max_bytes=MAX_META_BYTES, max_depth=MAX_META_DEPTH, what=BUNDLE_FILE)
+    except OSError as err:
+        raise BundleError(f"{meta_path}: cannot be read ({err.strerror or err})") from None
+    except JSONLimitError as err:
+        raise BundleError(f"{meta_path}: {err}") from None
+    reason = schema_error(meta)
+    if reason:
+        raise BundleError(f"{meta_path}: {reason}")
+    return meta
+
+
+def _is_sha256(value: Any) -> bool:
+    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+
+
+def schema_error(meta: Any) -> str | None:
+    """Why `meta` is not a bundle.json the runtime can use (types and shapes of every key it reads), else None.
+    A small declarative check rather than a jsonschema dependency: the robot's runtime stays lean."""
+    if not isinstance(meta, dict):
+        return "top level must be an object"
+    missing = [k for k in REQUIRED_KEYS if k not in meta]
+    if missing:
+        return f"missing keys {missing}"
+    for key in ("name", "architecture", "precision", "created_by"):
+        if not isinstance(meta[key], str) or not meta[key]:
+            return f"{key} must be a non-empty string, got {meta[key]!r}"
+    if not isinstance(meta["metrics"], dict):
+        return f"metrics must be an object, got {type(meta['metrics']).__name__}"
+    files = meta["files"]
+    if not isinstance(files, dict) or not all(isinstance(k, str) and _is_sha256(v) for k, v in files.items()):
+        return "files must map file name -> sha256 (64 lowercase hex digits)"
+    for key in ("encoder", "decoder"):
+        entry = meta.get(key, {})
+        if not isinstance(entry, dict):
+            return f"{key} must be an object"
+        if not isinstance(entry.get("file", f"{key}.onnx"), str):
+            return f"{key}.file must be a file name (a string), got {entry['file']!r}"
+    if "torch_weights" in meta and not isinstance(meta["torch_weights"], str):
+        return f"torch_weights must be a file name (a string), got {meta['torch_weights']!r}"
+    if "num_codes" in meta and not (type(meta["num_codes"]) is int and 1 <= meta["num_codes"] <= 256):
+        return f"num_codes must be an int in 1..256, got {meta['num_codes']!r}"
+    spec = meta["input"]
+    if not isinstance(spec, dict):
+        return "input must be an object"
+    for key in ("height", "width"):
+        if key in spec and not (type(spec[key]) is int and 0 < spec[key] <= 65536):
+            return f"input.{key} must be a positive int, got {spec[key]!r}"
+    return None
 
 
 def _check_meta(bundle: Bundle, meta_path: Path) -> None:

@@ -138,7 +138,7 @@ def test_messages_equal_offline_encoding(tiny_bundle, frames):
     messages = output_messages(outputs, [m.header for m in msgs])
     reference = backend.encode(Preprocessor.from_bundle(bundle, "center")(list(frames)))
     for i, message in enumerate(messages):
-        assert (message.encoding, message.height, message.width) == ("32FC1", 2, bundle.latent_shape[0])
+        assert (message.encoding, message.height, message.width) == ("32FC1", 3, bundle.latent_shape[0])  # + identity row
         assert message.header.stamp.sec == i and message.header.frame_id == "camera_optical_frame"
         got = image_to_output(message)
         np.testing.assert_allclose(got["mu"], reference["mu"][i], rtol=1e-6, atol=1e-6)

@@ -4,9 +4,14 @@
 range are known and consistent; every file listed under `files` exists and has the recorded sha256 (and
 encoder/decoder are listed); the ONNX graphs' input/output names, dtypes and dims agree with `input` and
 `latent_shape`. Any failure raises BundleError naming the file and the mismatch.
+
+Time of check = time of use: each listed file is read once, its sha256 taken over those bytes, and the bytes kept
+(`Bundle.file_bytes`); the graph checks and every backend load from them, never from the path again, so a file
+replaced on disk after loading (decoder.onnx, say) is never used under the old checksums.
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +41,22 @@ class BundleError(ValueError):
 class Bundle:
     path: Path
     meta: dict = field(repr=False)
+    blobs: dict = field(default_factory=dict, repr=False, compare=False)  # file name -> the verified bytes
+
+    def file_bytes(self, file_name: str) -> bytes:
+        """The bytes of a bundle file as verified at load (read now, and checked when listed, if not kept then)."""
+        data = self.blobs.get(file_name)
+        if data is None:
+            try:
+                data = (self.path / file_name).read_bytes()
+            except OSError as err:
+                raise BundleError(f"{self.path / file_name}: cannot be read ({err.strerror or err})") from None
+            expected = self.meta.get("files", {}).get(file_name)
+            if expected is not None and hashlib.sha256(data).hexdigest() != expected:
+                raise BundleError(f"{self.path / file_name}: sha256 mismatch (bundle.json says {expected}); the "
+                                  "file changed after the bundle was listed")
+            self.blobs[file_name] = data
+        return data
 
     @property
     def name(self) -> str:
@@ -231,10 +252,15 @@ def _check_files(bundle: Bundle, verify_checksums: bool) -> None:
         _inside(bundle, file_name, "files entry")
         if not file_path.is_file():
             raise BundleError(f"{file_path}: listed in bundle.json but missing")
-        if verify_checksums:
-            actual = sha256_file(file_path)
+        if verify_checksums:  # read once: these bytes are verified, checked and loaded (file_bytes)
+            try:
+                data = file_path.read_bytes()
+            except OSError as err:
+                raise BundleError(f"{file_path}: cannot be read ({err.strerror or err})") from None
+            actual = hashlib.sha256(data).hexdigest()
             if actual != expected:
                 raise BundleError(f"{file_path}: sha256 mismatch (bundle.json says {expected}, file has {actual})")
+            bundle.blobs[file_name] = data
 
 
 def _expected_encoder_io(bundle: Bundle) -> dict:
@@ -253,8 +279,9 @@ def _expected_decoder_io(bundle: Bundle) -> dict:
             "outputs": {"image": (["N", 3, height, width], ("float32",))}}
 
 
-def graph_io(onnx_path: Path) -> dict[str, dict[str, tuple[list, str]]]:
-    """{"inputs"|"outputs": {name: (dims, dtype)}} of an ONNX file; dims are ints, or strings for symbolic ones.
+def graph_io(onnx_path: Path | bytes) -> dict[str, dict[str, tuple[list, str]]]:
+    """{"inputs"|"outputs": {name: (dims, dtype)}} of an ONNX file (a path or its bytes); dims are ints, or strings
+    for symbolic ones.
 
     Uses the `onnx` package when present (reads the protobuf only), else an onnxruntime session's metadata, so a
     robot with only onnxruntime can still verify bundles.
@@ -264,7 +291,8 @@ def graph_io(onnx_path: Path) -> dict[str, dict[str, tuple[list, str]]]:
     except ImportError:
         onnx = None
     if onnx is not None:
-        graph = onnx.load(str(onnx_path), load_external_data=False).graph
+        graph = (onnx.load_from_string(bytes(onnx_path)) if isinstance(onnx_path, (bytes, bytearray))
+                 else onnx.load(str(onnx_path), load_external_data=False)).graph
         initializers = {init.name for init in graph.initializer}
 
         def describe(values) -> dict:
@@ -275,7 +303,8 @@ def graph_io(onnx_path: Path) -> dict[str, dict[str, tuple[list, str]]]:
         return {"inputs": describe(graph.input), "outputs": describe(graph.output)}
     import onnxruntime as ort
 
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(onnx_path if isinstance(onnx_path, (bytes, bytearray)) else str(onnx_path),
+                                   providers=["CPUExecutionProvider"])
     ort_types = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(int64)": "int64",
                  "tensor(int32)": "int32", "tensor(uint8)": "uint8"}
 
@@ -287,7 +316,7 @@ def graph_io(onnx_path: Path) -> dict[str, dict[str, tuple[list, str]]]:
 
 def _check_graph(bundle: Bundle, onnx_path: Path, expected: dict) -> None:
     try:
-        actual = graph_io(onnx_path)
+        actual = graph_io(bundle.file_bytes(onnx_path.name))
     except BundleError:
         raise
     except Exception as err:  # a corrupt protobuf raises DecodeError, onnxruntime raises its own types

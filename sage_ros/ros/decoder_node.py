@@ -32,6 +32,7 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Header, String
 
 from sage_ros.ros import params as P
+from sage_ros.ros.graph_check import PublisherCheck, output_beside
 from sage_ros.ros.info import info_qos, info_topic
 from sage_ros.ros.qos import input_qos, output_qos
 from sage_ros.runtime.backends import BackendError
@@ -122,8 +123,12 @@ class LatentDecoderNode(Node):
             self.create_subscription(Image, topic, partial(self._on_latent, stream), latent_qos)
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_timer(self._param("diagnostics_period"), self.publish_diagnostics)
-        self.get_logger().info(f"decoding {[s.latent_topic for s in self.streams]} with bundles from "
-                               f"{[str(d) for d in self.model_dirs()]}")
+        # a latent topic with no publisher and nothing received after a few seconds: a WARN naming it (and similar
+        # topics that exist), not silence
+        self._input_check = PublisherCheck(self, [(self.resolve_topic_name(s.latent_topic), "sensor_msgs/msg/Image")
+                                                  for s in self.streams], what="latent")
+        self.get_logger().info(f"decoding {[self.resolve_topic_name(s.latent_topic) for s in self.streams]} with "
+                               f"bundles from {[str(d) for d in self.model_dirs()]}")
 
     def _param(self, name: str) -> Any:
         return P.coerce(name, self.get_parameter(name).value, P.DECODER_SPECS)
@@ -188,7 +193,7 @@ class LatentDecoderNode(Node):
 
     def _ensure_publisher(self, stream: Stream) -> None:
         name = "puzzle_reconstruction" if stream.info.is_puzzle else "reconstruction"
-        topic = P.output_namespace(stream.latent_topic) + name
+        topic = output_beside(self, stream.latent_topic, name)  # beside the latent topic as resolved
         if topic != stream.output_topic:
             if stream.publisher is not None:
                 self.destroy_publisher(stream.publisher)
@@ -253,12 +258,18 @@ class LatentDecoderNode(Node):
     # --- diagnostics -------------------------------------------------------------------------------------------
 
     def publish_diagnostics(self) -> None:
+        received = {self.resolve_topic_name(s.latent_topic): s.counts["received"] > 0 for s in self.streams}
+        missing = self._input_check.poll(lambda topic: received.get(topic, False))
         levels, messages, values = [], [], {}
         for stream in self.streams:
             previous = self._previous.get(stream.latent_topic, Counter())
             new = Counter({name: stream.counts[name] - previous[name] for name in COUNTERS})
             self._previous[stream.latent_topic] = Counter(stream.counts)
             level, message = stream_level(stream, new)
+            resolved = self.resolve_topic_name(stream.latent_topic)
+            if resolved in missing and stream.info is None:
+                level, message = 1, (f"{stream.latent_topic}: nothing received and no publisher on {resolved}"
+                                     + (f" (similar: {', '.join(missing[resolved])})" if missing[resolved] else ""))
             levels.append(level)
             messages.append(message)
             values.update(stream.values())

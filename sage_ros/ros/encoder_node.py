@@ -33,6 +33,7 @@ from std_msgs.msg import String
 from sage_ros.ros import params as P
 from sage_ros.ros.compat import watch_publishers
 from sage_ros.ros.diagnostics import EncoderStats, diagnostic_array
+from sage_ros.ros.graph_check import PublisherCheck, output_beside
 from sage_ros.ros.info import AckWatch, info_qos, info_topic
 from sage_ros.ros.encoding import (ImageConversionError, LatestFrameSlots, Pending, admission_error,
                                    decode_min_size, encode_frames, first_decodable, frame_from_message,
@@ -114,6 +115,7 @@ class EncoderNode(LifecycleNode):
         self._info_text = ""  # the <output>/info JSON last published
         self._info_key: tuple = ()  # (bundle, crop_mode) it describes
         self._acks = AckWatch(self.get_logger(), INFO_ACK_S)
+        self._input_check: PublisherCheck | None = None  # mistyped input topics (made on activate)
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._diagnostics_timer = self.create_timer(self._param("diagnostics_period"), self.publish_diagnostics)
 
@@ -155,12 +157,14 @@ class EncoderNode(LifecycleNode):
         transport = self._param("input_transport")
         self._compressed = transport == "compressed"
         self.cameras = []
+        recon = "puzzle_reconstruction" if self.bundle.is_vq else "reconstruction"
         for topic in self._param("image_topics"):
-            namespace = P.output_namespace(topic)
+            # outputs beside the input as resolved: `-r image:=/camera/image_raw` -> /camera/latent (graph_check.py)
+            input_topic = topic + "/compressed" if self._compressed else topic
             self.cameras.append(Camera(
-                image_topic=topic, input_topic=topic + "/compressed" if transport == "compressed" else topic,
-                output_topic=namespace + kind, reconstruction_topic=namespace + (
-                    "puzzle_reconstruction" if self.bundle.is_vq else "reconstruction")))
+                image_topic=topic, input_topic=input_topic,
+                output_topic=output_beside(self, input_topic, kind, self._compressed),
+                reconstruction_topic=output_beside(self, input_topic, recon, self._compressed)))
         for camera in self.cameras:
             camera.publisher = self.create_lifecycle_publisher(
                 Image, camera.output_topic, output_qos(),
@@ -173,8 +177,8 @@ class EncoderNode(LifecycleNode):
             f"configured: {self.bundle.name} ({self.bundle.architecture}, {self.bundle.precision}) from "
             f"{self.bundle.path} on {info.get('backend')} {info.get('device')} "
             + (f"(device {info['requested_device']} asked for, not available) " if "requested_device" in info else "")
-            + f"{info.get('providers', '')}; {[c.input_topic for c in self.cameras]} -> "
-            f"{[c.output_topic for c in self.cameras]}")
+            + f"{info.get('providers', '')}; {[self.resolve_topic_name(c.input_topic) for c in self.cameras]} -> "
+            f"{[self.resolve_topic_name(c.output_topic) for c in self.cameras]}")
 
     def _backend_options(self) -> dict:
         threads = self._param("intra_op_threads")
@@ -206,6 +210,9 @@ class EncoderNode(LifecycleNode):
                 message_type, camera.input_topic, partial(self._on_frame, index), qos, event_callbacks=events)
             camera.publisher_watch = watch_publishers(self, camera.subscription, events,
                                                       period=min(self._param("diagnostics_period"), 0.5))
+        self._input_check = PublisherCheck(self, [(self.resolve_topic_name(c.input_topic), "sensor_msgs/msg/" + (
+            "CompressedImage" if self._compressed else "Image")) for c in self.cameras],
+            exclude=[self.resolve_topic_name(t) for c in self.cameras for t in (c.output_topic, c.reconstruction_topic)])
         self._stop.clear()
         self._start_worker()
         self._active = True
@@ -456,7 +463,7 @@ class EncoderNode(LifecycleNode):
         info = {"state": "active" if self._active else ("inactive" if self.backend else "unconfigured"),
                 "crop_mode": self._live["crop_mode"], "max_rate": str(self._live["max_rate"]),
                 "input_transport": self._param("input_transport"),
-                "image_topics": " ".join(c.input_topic for c in self.cameras)
+                "image_topics": " ".join(self.resolve_topic_name(c.input_topic) for c in self.cameras)
                 or " ".join(self._param("image_topics")),
                 "publishers_matched": " ".join(str(c.publishers_matched) for c in self.cameras)}
         if self.backend is not None:
@@ -471,9 +478,13 @@ class EncoderNode(LifecycleNode):
     def publish_diagnostics(self) -> None:
         self._check_worker()
         info = self.diagnostics_info()
+        check = self._input_check if self._active else None
+        missing = check.poll() if check is not None else {}
+        no_publisher = "; ".join(f"no publisher on {topic}" + (f" (similar: {', '.join(m)})" if m else "")
+                                 for topic, m in missing.items())
         array = diagnostic_array(self.stats.snapshot(), name=f"{self.get_fully_qualified_name()}: encoder",
                                  hardware_id=info.get("device", self._param("device")), info=info,
-                                 active=self._active, stamp=self.get_clock().now().to_msg())
+                                 active=self._active, stamp=self.get_clock().now().to_msg(), no_publisher=no_publisher)
         try:
             self._diagnostics_pub.publish(array)
         except RuntimeError as err:

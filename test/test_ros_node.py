@@ -293,7 +293,8 @@ def test_shipped_default_bundles_over_dds(tmp_path, graph, frames):
                                                "-p", "qos_reliability:=reliable", "-p", "backend:=onnxruntime"],
                          tmp_path / f"{preset}.log") for preset in DEFAULT_BUNDLES]
     try:
-        outputs = {"tinyvae": graph.collect(Image, "/shipped/latent"), "puzzle": graph.collect(Image, "/shipped/puzzle")}
+        outputs = {"tinyvae": graph.collect(Image, "/shipped/camera/latent"),  # beside the resolved input
+                   "puzzle": graph.collect(Image, "/shipped/camera/puzzle")}
         camera = graph.node.create_publisher(Image, "/shipped/camera/image_raw", 10)
         for node in nodes:
             node.wait_log("backend warm")

@@ -50,3 +50,24 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+@contextlib.contextmanager
+def atomic_output_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield the directory a command writes its outputs into, so that a failed command leaves none behind.
+
+    A directory this call creates is removed, with what the block wrote, when the block raises (or is
+    interrupted); one that already existed (a job's run directory, an earlier run resumed) is kept as it was
+    found apart from what the block wrote. Write into the yielded path.
+    """
+    import shutil
+
+    path = Path(path)
+    created = not path.exists()
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        yield path
+    except BaseException:
+        if created:
+            shutil.rmtree(path, ignore_errors=True)
+        raise

@@ -56,7 +56,7 @@ def commands(b: dict, device: str, root: Path, latents: list[int]) -> list[tuple
         ("tinyvae_ablation", [*cli, "ablate", "--train-only", "--run-dir", str(root / "ablate"),
                               "--latents", *map(str, latents), "--steps", str(b["tinyvae_steps"]),
                               "--batch-size", str(b["tinyvae_batch"]), "--beta", "1.0", *common]),
-        ("puzzle", [*cli, "train", "--model", "VisionPuzzleVAE", "--run-dir", str(root / "puzzle"),
+        ("puzzle", [*cli, "train", "--arch", "VisionPuzzleVAE", "--run-dir", str(root / "puzzle"),
                     "--steps", str(b["puzzle_steps"]), "--batch-size", str(b["puzzle_batch"]), *common]),
         ("distill", [*cli, "distill", "--run-dir", str(root / "distill"), "--steps", str(b["student_steps"]),
                      "--teacher-steps", str(b["teacher_steps"]), "--batch-size", str(b["distill_batch"]), *common]),

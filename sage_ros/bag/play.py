@@ -195,7 +195,9 @@ class BagPlayer:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("bag", help="rosbag2 directory (sqlite3 or mcap) or a bare .mcap file")
+    from sage_ros.usage import existing_path
+
+    parser.add_argument("bag", type=existing_path, help="rosbag2 directory (sqlite3 or mcap) or a bare .mcap file")
     parser.add_argument("--rate", type=float, default=1.0, help="playback speed factor (default 1.0)")
     parser.add_argument("--loop", action="store_true", help="play again from the start when the bag ends")
     parser.add_argument("--topics", nargs="+", metavar="TOPIC", help="play only these recorded topics")

@@ -12,17 +12,21 @@ venv: $(STAMP)
 
 $(STAMP): requirements.txt constraints.txt setup.py
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (Python 3.11: the ROS 2 Kilted wheels are cp311)"; exit 1; }
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt -c constraints.txt
-	$(PY) -m pip install --quiet --no-deps -e .
-	touch $(STAMP)
+	@set -eo pipefail; t0=$$(date +%s); phase() { echo "== venv [$$(( $$(date +%s) - t0 )) s] $$*"; }; \
+	phase "creating $(VENV) with $(PYTHON)"; test -x $(PY) || $(PYTHON) -m venv $(VENV); \
+	phase "upgrading pip"; $(PY) -m pip install --quiet --upgrade pip; \
+	phase "installing requirements.txt (the long step, minutes: torch CPU, onnxruntime, ROS 2 wheels)"; \
+	$(PY) -m pip install --progress-bar off -r requirements.txt -c constraints.txt \
+	  | { grep --line-buffered -E '^(Collecting|Installing collected|Successfully installed)' || true; }; \
+	phase "installing sage_ros (editable)"; $(PY) -m pip install --quiet --no-deps -e .; \
+	phase "done"; touch $(STAMP)
 
 # Bundled real data: photographs shipped in Debian/PyPI packages + a real-camera rosbag (cached, < 1 min).
 data: $(DATA_STAMP)
 
 $(DATA_STAMP): $(STAMP)
-	$(PY) -m sage_ros.data.fetch --out data_cache
+	@t0=$$(date +%s); echo "== data: building data_cache/ (the first time only; cached after)"; \
+	$(PY) -m sage_ros.data.fetch --out data_cache && echo "== data [$$(( $$(date +%s) - t0 )) s] done"
 
 test: venv data
 	$(PY) -m pytest -q test

@@ -34,7 +34,6 @@ setup(
     maintainer_email="sage-ros@example.com",
     description="Compact VAE latents from robot cameras, and the pipeline that makes the models.",
     license="Apache-2.0",
-    tests_require=["pytest"],
     entry_points={
         "console_scripts": [
             "sage-ros = sage_ros.cli:main",

@@ -62,3 +62,24 @@ def os_error_text(exc: OSError, path: str | os.PathLike | None = None) -> str:
     code = f"errno {exc.errno} {errno.errorcode.get(exc.errno, '?')}" if exc.errno is not None else type(exc).__name__
     reason = exc.strerror or str(exc) or type(exc).__name__
     return f"{where}: {reason} ({code})" if where is not None else f"{reason} ({code})"
+
+
+@contextlib.contextmanager
+def atomic_output_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield the directory a command writes its outputs into, so that a failed command leaves none behind.
+
+    A directory this call creates is removed, with what the block wrote, when the block raises (or is
+    interrupted); one that already existed (a job's run directory, an earlier run resumed) is kept as it was
+    found apart from what the block wrote. Write into the yielded path.
+    """
+    import shutil
+
+    path = Path(path)
+    created = not path.exists()
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        yield path
+    except BaseException:
+        if created:
+            shutil.rmtree(path, ignore_errors=True)
+        raise

@@ -1,6 +1,7 @@
 """`sage-ros bench`: run the benchmarks of a source checkout (bench/run_all.py), all or some of them.
 
-    sage-ros bench                       # everything (= make bench), rewrites BENCHMARKS.md's generated section
+    sage-ros bench                       # everything (= make bench), results under bench_out/ (untracked)
+    sage-ros bench --update-docs         # the same, rewriting bench/results and BENCHMARKS.md's generated section
     sage-ros bench --only model_level    # one part
     sage-ros bench --quick --results /tmp/r --no-markdown
 
@@ -32,8 +33,11 @@ def find_run_all(repo: str | None) -> Path:
 def add_arguments(parser) -> None:
     parser.add_argument("--only", nargs="+", choices=STEPS, help="run only these benchmarks")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, few repeats (a smoke run)")
-    parser.add_argument("--results", help="directory for the result JSON files (default bench/results)")
-    parser.add_argument("--markdown", help="markdown file whose generated section is rewritten (BENCHMARKS.md)")
+    parser.add_argument("--update-docs", action="store_true",
+                        help="write the tracked bench/results and BENCHMARKS.md (default: bench_out/, untracked)")
+    parser.add_argument("--results", help="directory for the result JSON files (default bench_out/results)")
+    parser.add_argument("--markdown", help="markdown file whose generated section is rewritten "
+                                           "(default bench_out/BENCHMARKS.md)")
     parser.add_argument("--no-markdown", action="store_true", help="leave BENCHMARKS.md alone")
     parser.add_argument("--repo", help="source checkout holding bench/ (default: the one this package is in)")
 
@@ -44,6 +48,8 @@ def build_command(args) -> list[str]:
         cmd += ["--only", *args.only]
     if args.quick:
         cmd.append("--quick")
+    if args.update_docs:
+        cmd.append("--update-docs")
     if args.results:
         cmd += ["--results", args.results]
     if args.markdown:
@@ -54,9 +60,10 @@ def build_command(args) -> list[str]:
 
 
 def run(args) -> int:
+    from sage_ros.usage import UsageError
+
     try:
         cmd = build_command(args)
     except FileNotFoundError as err:
-        print(f"sage-ros bench: {err}", file=sys.stderr)
-        return 2
+        raise UsageError(str(err)) from None
     return subprocess.run(cmd).returncode

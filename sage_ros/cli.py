@@ -2,6 +2,9 @@
 
 Each verb lives in its own module, which exposes `add_arguments(parser)` and `run(args) -> int`. Modules are
 imported only when their verb runs, so `sage-ros bag play` never pays for (or needs) torch.
+
+A user's mistake ends in one line on stderr (sage_ros/usage.py): exit 2 for a bad command line, 1 for a failure
+while working (the exceptions in USER_ERRORS); anything else is a bug and keeps its traceback.
 """
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ import sys
 
 # verb -> (module, one-line help). `bag` has sub-verbs of its own.
 VERBS = {
-    "train": ("sage_ros.compression.train_cmd", "train any of the four models"),
+    "train": ("sage_ros.compression.train_cmd", "train a model (--arch picks which; resumes if interrupted)"),
     "distill": ("sage_ros.compression.distill_cmd", "distil the StandardVAE teacher into TinyVAE32"),
     "quantize": ("sage_ros.compression.quantize_cmd", "INT8 / packed INT4 weight quantization"),
     "ablate": ("sage_ros.compression.ablate_cmd", "TinyVAE latent-size x precision sweep"),
@@ -28,6 +31,49 @@ BAG_VERBS = {
 }
 
 
+# Exceptions that mean "the input was wrong", not "the code is wrong": one line, exit 1. By module, so that
+# nothing is imported to check them (a module that was never imported raised none of its exceptions);
+# test/test_cli_errors.py checks that every entry still exists.
+USER_ERRORS = {
+    "sage_ros.runtime.bundle": ("BundleError",),
+    "sage_ros.runtime.backends.base": ("BackendError",),
+    "sage_ros.runtime.image_codec": ("ImageConversionError",),
+    "sage_ros.data.errors": ("DataError", "DataNotFoundError"),
+    "sage_ros.bag.common": ("BagError",),
+    "sage_ros.compression.checkpoints": ("CheckpointError",),
+    "sage_ros.compression.datasets": ("DatasetError",),
+    "sage_ros.compression.evaluate": ("EvaluationError",),
+    "sage_ros.compression.quantize": ("QuantizationError",),
+    "sage_ros.compression.quantize_cmd": ("ModelSourceError",),
+    "sage_ros.compression.onnx_quant": ("OnnxQuantError",),
+    "sage_ros.compression.jobs": ("JobSpecError",),
+    "sage_ros.demo.common": ("DemoError",),
+}
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with its error as one line (the usage block is one `--help` away)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see: {self.prog} --help)\n")
+
+
+def _user_error_types() -> tuple[type, ...]:
+    types = []
+    for module, names in USER_ERRORS.items():
+        if module in sys.modules:
+            types += [getattr(sys.modules[module], name) for name in names if hasattr(sys.modules[module], name)]
+    return tuple(types)
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.filename is not None:
+        text = f"{exc.filename}: {exc.strerror or exc}"
+    else:
+        text = str(exc) or type(exc).__name__
+    return " ".join(text.split())
+
+
 def _add_lazy(subparsers, table: dict, argv_verb: str | None) -> None:
     for verb, (module, help_text) in table.items():
         parser = subparsers.add_parser(verb, help=help_text, description=help_text)
@@ -38,7 +84,7 @@ def _add_lazy(subparsers, table: dict, argv_verb: str | None) -> None:
 
 
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sage-ros", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="sage-ros", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="verb", required=True)
     verb = argv[0] if argv else None
     _add_lazy(sub, VERBS, verb)
@@ -50,8 +96,24 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    args = build_parser(argv).parse_args(argv)
-    return int(args.func(args) or 0)
+    parser = build_parser(argv)
+    args = parser.parse_args(argv)
+    prog = " ".join(["sage-ros", args.verb] + ([args.bag_verb] if args.verb == "bag" else []))
+    from sage_ros.usage import UsageError
+
+    try:
+        return int(args.func(args) or 0)
+    except UsageError as exc:
+        print(f"{prog}: error: {_one_line(exc)} (see: {prog} --help)", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as exc:
+        print(f"{prog}: error: {_one_line(exc)}", file=sys.stderr)
+        return 1
+    except Exception as exc:
+        if not isinstance(exc, _user_error_types()):
+            raise
+        print(f"{prog}: error: {_one_line(exc)}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -103,7 +103,7 @@ def test_batch_size_does_not_change_results(setup, tmp_path):
 def test_compressed_topic_to_puzzle_grids_through_the_cli(setup, tmp_path):
     root, _, puzzle, frames, stamps = setup
     result = subprocess.run([sys.executable, "-m", "sage_ros.cli", "bag", "encode", root / "in", tmp_path / "out",
-                             "--model", root / "puzzle", "--topic", "/camera/image_raw/compressed", "--batch", "4"],
+                             "--bundle", root / "puzzle", "--topic", "/camera/image_raw/compressed", "--batch", "4"],
                             cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert f"encoded {FRAMES} frames of /camera/image_raw/compressed -> /camera/puzzle" in result.stdout
@@ -144,8 +144,8 @@ def test_bad_inputs_fail_clearly(setup, tmp_path):
     with pytest.raises(BagError, match="exists already"):
         encode_bag(root / "in", tmp_path / "exists", root / "tiny")
     result = subprocess.run([sys.executable, "-m", "sage_ros.cli", "bag", "encode", root / "in", tmp_path / "y",
-                             "--model", tmp_path / "no_bundle"], cwd=REPO, capture_output=True, text=True, timeout=60)
-    assert result.returncode == 1 and "error" in result.stderr, result.stderr
+                             "--bundle", tmp_path / "no_bundle"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "error" in result.stderr, result.stderr  # a bad --bundle is a usage error
     assert not (tmp_path / "y").exists()
 
 

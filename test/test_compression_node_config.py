@@ -42,10 +42,10 @@ def test_absolute_path_inside_is_fine_and_missing_workspace_is_an_error(root, tm
 
 
 def test_spec_values_that_name_paths_are_confined(root):
-    spec = confine_spec(root, {"job": "train", "run_dir": "runs/a", "args": {"model": "TinyVAE", "data-path": "inside"},
+    spec = confine_spec(root, {"job": "train", "run_dir": "runs/a", "args": {"arch": "TinyVAE", "data-path": "inside"},
                                "extra": ["--out=inside/x", "fp32"]})
     assert spec["run_dir"] == str(root / "runs/a") and spec["args"]["data-path"] == str(root / "inside")
-    assert spec["args"]["model"] == "TinyVAE" and spec["extra"] == [f"--out={root / 'inside/x'}", "fp32"]
+    assert spec["args"]["arch"] == "TinyVAE" and spec["extra"] == [f"--out={root / 'inside/x'}", "fp32"]
     for bad in ({"run_dir": "/tmp"}, {"args": {"x": "../y"}}, {"args": ["--out=/etc/x"]}, {"args": {"bag": "link_out"}}):
         with pytest.raises(WorkspaceError):
             confine_spec(root, bad)

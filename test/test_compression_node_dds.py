@@ -18,10 +18,10 @@ from bag_helpers import REPO, spin_until
 from ros_helpers import resend_until_reply
 
 LONG_JOB = {"job": "train", "run_dir": "runs/long",
-            "args": {"model": "TinyVAE", "latent-dim": 4, "data": "synthetic", "steps": 100000, "batch-size": 4,
+            "args": {"arch": "TinyVAE", "latent-dim": 4, "data": "synthetic", "steps": 100000, "batch-size": 4,
                      "checkpoint-every": 100000, "no-progress": True}}
 SHORT_JOB = {"job": "train", "run_dir": "runs/short",
-             "args": {"model": "TinyVAE", "latent-dim": 4, "data": "synthetic", "steps": 3, "batch-size": 4,
+             "args": {"arch": "TinyVAE", "latent-dim": 4, "data": "synthetic", "steps": 3, "batch-size": 4,
                       "no-progress": True}}
 
 

@@ -25,7 +25,7 @@ def run_dir(tmp_path_factory):
 
 def test_quantize_int4_writes_loadable_file_and_report(run_dir, tmp_path):
     out = tmp_path / "q4"
-    assert main(["quantize", "--model", str(run_dir), "--scheme", "int4", "--group-size", "32", "--out", str(out),
+    assert main(["quantize", "--run", str(run_dir), "--scheme", "int4", "--group-size", "32", "--out", str(out),
                  *DATA, "--limit", "16"]) == 0
     report = json.loads((out / "report.json").read_text())
     assert report["bytes"]["quantized"] == (out / "model.int4.safetensors").stat().st_size
@@ -40,13 +40,13 @@ def test_quantize_int4_writes_loadable_file_and_report(run_dir, tmp_path):
     assert type(load_quantized(out / "model.int4.safetensors")).__name__ == "TinyVAE"
 
 
-def test_quantize_refuses_a_quantized_source(run_dir, tmp_path):
-    assert main(["quantize", "--model", str(run_dir), "--scheme", "int8", "--out", str(tmp_path / "a"),
+def test_quantize_refuses_a_quantized_source(run_dir, tmp_path, capsys):
+    assert main(["quantize", "--run", str(run_dir), "--scheme", "int8", "--out", str(tmp_path / "a"),
                  "--no-eval"]) == 0
-    from sage_ros.compression.quantize_cmd import ModelSourceError
-    with pytest.raises(ModelSourceError, match="already quantized"):
-        main(["quantize", "--model", str(tmp_path / "a" / "model.int8.safetensors"), "--scheme", "int4",
-              "--out", str(tmp_path / "b"), "--no-eval"])
+    capsys.readouterr()
+    assert main(["quantize", "--run", str(tmp_path / "a" / "model.int8.safetensors"), "--scheme", "int4",
+                 "--out", str(tmp_path / "b"), "--no-eval"]) == 1
+    assert "already quantized" in capsys.readouterr().err and not (tmp_path / "b").exists()
 
 
 def _dq_int4_nodes(path):
@@ -57,7 +57,7 @@ def _dq_int4_nodes(path):
 
 def test_export_int4_bundle_has_4bit_matmuls_and_matches_torch_int4(run_dir, tmp_path, capsys):
     out = tmp_path / "b4"
-    assert main(["export", "--model", str(run_dir), "--precision", "int4", "--out", str(out),
+    assert main(["export", "--run", str(run_dir), "--precision", "int4", "--out", str(out),
                  "--evaluate", *DATA, "--limit", "16"]) == 0
     assert "verify: {'mu_rel_l2_vs_torch_int4'" in capsys.readouterr().out
     bundle = load_bundle(out)  # checksums + io shapes, as the robot loads it
@@ -105,7 +105,7 @@ def test_calibration_methods_give_different_activation_ranges(run_dir, tmp_path,
 @pytest.mark.parametrize("method", ["minmax", "percentile"])
 def test_export_int8_qdq_bundle(run_dir, tmp_path, method):
     out = tmp_path / f"b8{method}"
-    assert main(["export", "--model", str(run_dir), "--precision", "int8", "--out", str(out), "--calibration",
+    assert main(["export", "--run", str(run_dir), "--precision", "int8", "--out", str(out), "--calibration",
                  "synthetic", "--calibration-count", "16", "--calibrate-method", method]) == 0
     bundle = load_bundle(out)
     q = bundle.meta["quantization"]
@@ -149,18 +149,18 @@ def test_int8_calibration_sweep_measures_on_val_and_picks_the_smallest_loss(run_
 
 def test_export_rejects_unknown_calibration_method(run_dir, tmp_path):
     with pytest.raises(SystemExit):
-        main(["export", "--model", str(run_dir), "--precision", "int8", "--out", str(tmp_path / "x"),
+        main(["export", "--run", str(run_dir), "--precision", "int8", "--out", str(tmp_path / "x"),
               "--calibrate-method", "kl"])
 
 
 def test_evaluate_writes_report_plots_and_bundle_rows(run_dir, tmp_path):
     bundle = tmp_path / "b4"
-    assert main(["export", "--model", str(run_dir), "--precision", "int4", "--out", str(bundle),
+    assert main(["export", "--run", str(run_dir), "--precision", "int4", "--out", str(bundle),
                  "--no-verify"]) == 0
-    assert main(["quantize", "--model", str(run_dir), "--scheme", "int8", "--out", str(tmp_path / "q8"),
+    assert main(["quantize", "--run", str(run_dir), "--scheme", "int8", "--out", str(tmp_path / "q8"),
                  "--no-eval"]) == 0
     out = tmp_path / "ev"
-    assert main(["evaluate", "--model", str(run_dir), "--out", str(out), "--bundle", str(bundle), *DATA,
+    assert main(["evaluate", "--run", str(run_dir), "--out", str(out), "--bundle", str(bundle), *DATA,
                  "--quantized", str(tmp_path / "q8" / "model.int8.safetensors"),
                  "--limit", "20", "--pca-train-limit", "100", "--grid", "4"]) == 0
     report = json.loads((out / "report.json").read_text())
@@ -190,7 +190,7 @@ def test_int4_bundle_runs_on_the_runtime_backends(run_dir, tmp_path):
     from sage_ros.runtime.backends import make_backend
 
     out = tmp_path / "b4"
-    assert main(["export", "--model", str(run_dir), "--precision", "int4", "--out", str(out), "--no-verify"]) == 0
+    assert main(["export", "--run", str(run_dir), "--precision", "int4", "--out", str(out), "--no-verify"]) == 0
     bundle = load_bundle(out)
     x = np.random.default_rng(0).uniform(0, 1, (3, 3, 64, 64)).astype(np.float32)
     with make_backend(bundle, "onnxruntime") as ort_b, make_backend(bundle, "torch") as torch_b:
@@ -229,13 +229,13 @@ def test_quantize_and_export_with_gptq(tmp_path):
     run = tmp_path / "run32"
     save_model(trained_model("TinyVAE32", 16), run)
     cal = ["--calibration", "synthetic", "--calibration-count", "32"]
-    assert main(["quantize", "--model", str(run), "--scheme", "int4", "--rounding", "gptq", *cal,
+    assert main(["quantize", "--run", str(run), "--scheme", "int4", "--rounding", "gptq", *cal,
                  "--out", str(tmp_path / "q"), "--no-eval"]) == 0
     report = json.loads((tmp_path / "q" / "report.json").read_text())
     lin = [t for t in report["tensors"] if t["module"] == "Linear"]
     assert len(lin) == 3 and all(t["output_mse"] < t["output_mse_rounding_mse"] for t in lin)
     assert "output MSE (calib.)" in (tmp_path / "q" / "report.md").read_text()
-    assert main(["export", "--model", str(run), "--precision", "int4", "--rounding", "gptq", *cal,
+    assert main(["export", "--run", str(run), "--precision", "int4", "--rounding", "gptq", *cal,
                  "--out", str(tmp_path / "b")]) == 0
     assert load_bundle(tmp_path / "b").meta["quantization"]["rounding"] == "gptq"
 
@@ -245,11 +245,11 @@ def test_verbs_run_as_compression_jobs(run_dir, tmp_path):
     from sage_ros.compression.jobs import job_argv
     from sage_ros.compression.progress import read_progress
 
-    spec = {"job": "quantize", "run_dir": str(tmp_path / "jq"), "model": str(run_dir), "scheme": "int8",
+    spec = {"job": "quantize", "run_dir": str(tmp_path / "jq"), "run": str(run_dir), "scheme": "int8",
             "no_eval": True}
     assert main(job_argv(spec)[3:]) == 0
     assert (tmp_path / "jq" / "model.int8.safetensors").is_file() and read_progress(tmp_path / "jq")["done"]
-    spec = {"job": "export", "run_dir": str(tmp_path / "je"), "model": str(run_dir), "precision": "int4",
+    spec = {"job": "export", "run_dir": str(tmp_path / "je"), "run": str(run_dir), "precision": "int4",
             "out": str(tmp_path / "bundle"), "no_verify": True}
     assert main(job_argv(spec)[3:]) == 0
     assert read_progress(tmp_path / "je")["done"] and not (tmp_path / "bundle" / "progress.json").exists()

@@ -84,7 +84,7 @@ def encode_offline(bundle, tmp_path_factory, topic: str) -> dict:
     from sage_ros.runtime.messages import image_to_output
 
     out = tmp_path_factory.mktemp("offline") / "encoded"
-    done = subprocess.run(sage_ros_command("bag", "encode", BAG, out, "--model", bundle.path, "--topic", topic,
+    done = subprocess.run(sage_ros_command("bag", "encode", BAG, out, "--bundle", bundle.path, "--topic", topic,
                                            "--backend", "onnxruntime", "--device", "cpu", "--no-progress"),
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr

@@ -188,7 +188,7 @@ def test_sage_ros_export_command_writes_a_verified_bundle(tmp_path, capsys):
 
     save_model(seeded_model("TinyVAE32"), tmp_path / "run")
     (tmp_path / "report.json").write_text(json.dumps({"psnr": 21.5}))
-    assert main(["export", "--model", str(tmp_path / "run"), "--out", str(tmp_path / "b"), "--precision", "fp16",
+    assert main(["export", "--run", str(tmp_path / "run"), "--out", str(tmp_path / "b"), "--precision", "fp16",
                  "--metrics", str(tmp_path / "report.json")]) == 0
     assert "verify: {'max_abs_diff'" in capsys.readouterr().out
     bundle = load_bundle(tmp_path / "b")

@@ -19,8 +19,8 @@ def test_spec_to_argv(tmp_path):
                                                                            "topic": None, "train_only": False}}
     assert job_argv(spec, python="py") == ["py", "-m", "sage_ros.cli", "ablate", "--run-dir", "runs/a",
                                            "--latents", "4", "8", "--no-progress", "--lr", "0.01"]
-    (tmp_path / "job.yaml").write_text("job: train\nargs:\n  model: TinyVAE32\n")
-    assert load_spec(tmp_path / "job.yaml") == {"job": "train", "run_dir": "runs/train", "args": {"model": "TinyVAE32"}}
+    (tmp_path / "job.yaml").write_text("job: train\nargs:\n  arch: TinyVAE32\n")
+    assert load_spec(tmp_path / "job.yaml") == {"job": "train", "run_dir": "runs/train", "args": {"arch": "TinyVAE32"}}
     with pytest.raises(JobSpecError, match="job must be one of"):
         load_spec({"job": "rm"})
     with pytest.raises(JobSpecError, match="args must be a mapping"):
@@ -32,7 +32,7 @@ def _env():
 
 
 def test_job_runs_and_can_be_cancelled(tmp_path):
-    base = {"job": "train", "model": "TinyVAE32", "data": "synthetic", "batch_size": 8, "no_progress": True}
+    base = {"job": "train", "arch": "TinyVAE32", "data": "synthetic", "batch_size": 8, "no_progress": True}
     done = Job.start({**base, "run_dir": "short", "steps": 3}, cwd=tmp_path, env=_env())
     long = Job.start({**base, "run_dir": "long", "steps": 100000, "checkpoint_every": 5}, cwd=tmp_path, env=_env())
     assert done.wait(timeout=120) == 0, (tmp_path / "short" / "job.log").read_text()[-2000:]

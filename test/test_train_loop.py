@@ -23,7 +23,7 @@ from sage_ros.compression.train_config import TrainConfig
 from sage_ros.models import TinyVAE32, VisionPuzzleVAE
 
 REPO = Path(__file__).resolve().parents[1]
-TRAIN_ARGS = ["train", "--model", "TinyVAE", "--latent-dim", "4", "--data", "synthetic", "--steps", "60",
+TRAIN_ARGS = ["train", "--arch", "TinyVAE", "--latent-dim", "4", "--data", "synthetic", "--steps", "60",
               "--batch-size", "8", "--checkpoint-every", "5", "--no-progress", "--seed", "3"]
 
 
@@ -115,7 +115,7 @@ def test_kill_and_resume_matches_uninterrupted_run(tmp_path):
                     reason="torchrun not in the venv")
 def test_ddp_two_cpu_processes(tmp_path):
     torchrun = str(Path(sys.executable).parent / "torchrun")
-    cmd = [torchrun, "--standalone", "--nproc_per_node", "2", "-m", "sage_ros.cli", "train", "--model", "TinyVAE32",
+    cmd = [torchrun, "--standalone", "--nproc_per_node", "2", "-m", "sage_ros.cli", "train", "--arch", "TinyVAE32",
            "--data", "synthetic", "--steps", "6", "--batch-size", "8", "--no-progress", "--run-dir", str(tmp_path)]
     result = subprocess.run(cmd, env=_env(), cwd=REPO, capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -198,9 +198,13 @@ def encode_bag(bag_in, out, model, **options) -> EncodeSummary:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("bag_in", metavar="IN", help="input rosbag2 bag (sqlite3 or mcap)")
+    from sage_ros.usage import bundle_dir, existing_path, renamed
+
+    parser.add_argument("bag_in", metavar="IN", type=existing_path, help="input rosbag2 bag (sqlite3 or mcap)")
     parser.add_argument("out", metavar="OUT", help="output bag directory (mcap; must not exist)")
-    parser.add_argument("--model", required=True, metavar="BUNDLE", help="model bundle directory (bundle.json)")
+    parser.add_argument("--bundle", "--model", dest="model", required=True, metavar="BUNDLE", type=bundle_dir,
+                        action=renamed("--model"), help="model bundle: a shipped name (tinyvae_l64_fp32), a bundle "
+                                                        "directory or a file in one (--model: deprecated spelling)")
     parser.add_argument("--topic", default=None,
                         help="image topic: sensor_msgs/Image or .../compressed (default: the bag's first Image topic)")
     parser.add_argument("--out-topic", default=None,
@@ -208,7 +212,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", default="auto", choices=BACKENDS)
     parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
     parser.add_argument("--batch", type=int, default=16, help="frames per backend call (default 16)")
-    parser.add_argument("--crop", default="resize", choices=CROP_MODES, help="how a frame becomes the model input")
+    parser.add_argument("--crop-mode", "--crop", dest="crop", default="resize", choices=CROP_MODES,
+                        action=renamed("--crop"),
+                        help="how a frame becomes the model input, as the node's crop_mode (--crop: deprecated)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 

@@ -245,7 +245,9 @@ def finite_number(minimum: float, inclusive: bool = True):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("bag", help="rosbag2 directory (sqlite3 or mcap) or a bare .mcap file")
+    from sage_ros.usage import existing_path
+
+    parser.add_argument("bag", type=existing_path, help="rosbag2 directory (sqlite3 or mcap) or a bare .mcap file")
     parser.add_argument("--rate", type=finite_number(minimum=0.0, inclusive=False), default=1.0,
                         help="playback speed factor, a finite number > 0 (default 1.0)")
     parser.add_argument("--loop", action="store_true", help="play again from the start when the bag ends")

@@ -288,7 +288,9 @@ def salvage_to(path: str | Path, out: str | Path) -> SalvageReport:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("bag", help="damaged bag: a bag directory, a .mcap / .db3 file, or the hidden "
+    from sage_ros.usage import existing_path
+
+    parser.add_argument("bag", type=existing_path, help="damaged bag: a bag directory, a .mcap / .db3 file, or the hidden "
                                     ".<name>.partial-<pid> directory a killed `bag record` left")
     parser.add_argument("out", help="recovered bag directory to write (must not exist; mcap storage)")
 

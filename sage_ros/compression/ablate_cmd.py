@@ -8,21 +8,24 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from sage_ros.usage import new_output, renamed
+
 from .train_cmd import add_budget_arguments, config_from_args
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from .ablate import LATENTS
 
-    parser.add_argument("--run-dir", type=Path, default=Path("runs/ablate"))
+    parser.add_argument("--run-dir", type=new_output, default=Path("runs/ablate"))
     g = parser.add_argument_group("ablation")
     g.add_argument("--latents", type=int, nargs="+", default=list(LATENTS), help="latent sizes (default: %(default)s)")
     g.add_argument("--int4-group-size", type=int, default=64)
     g.add_argument("--psnr-tolerance-db", type=float, default=1.0, help="recommendation: PSNR slack vs best fp32")
     g.add_argument("--min-mu-cosine", type=float, default=0.99, help="recommendation: latent fidelity floor")
     g.add_argument("--train-only", action="store_true", help="train missing L runs, skip quantization/evaluation")
-    g.add_argument("--model", dest="architecture", choices=("TinyVAE", "TinyVAELinSkip"), default="TinyVAE",
-                   help="the seed TinyVAE or the TinyVAELinSkip variant (default: %(default)s)")
+    g.add_argument("--arch", "--model", dest="architecture", choices=("TinyVAE", "TinyVAELinSkip"), default="TinyVAE",
+                   action=renamed("--model"),
+                   help="the seed TinyVAE or the TinyVAELinSkip variant (default: %(default)s; --model: deprecated)")
     g.add_argument("--pca-margin-db", type=float, default=1.0,
                    help="recommendation: fp32 must beat PCA-L by this many dB (default: %(default)s)")
     add_budget_arguments(parser)

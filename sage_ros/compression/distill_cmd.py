@@ -7,6 +7,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from sage_ros.usage import existing_file, existing_path, new_output
+
 from .train_cmd import add_budget_arguments, config_from_args
 
 
@@ -14,15 +16,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from .distill import DistillConfig
 
     d = DistillConfig()
-    parser.add_argument("--run-dir", type=Path, default=Path("runs/distill"))
+    parser.add_argument("--run-dir", type=new_output, default=Path("runs/distill"))
     g = parser.add_argument_group("distillation")
     for name in ("w_rec", "w_kl", "w_lat", "w_out", "w_perc"):
         g.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(d, name),
                        help=f"loss weight (default: %(default)s)")
     g.add_argument("--perceptual", choices=("teacher", "vgg16"), default=d.perceptual,
                    help="feature network of the perceptual term (default: frozen teacher encoder)")
-    g.add_argument("--vgg16-weights", default=None, help="local torchvision VGG16 weights (.pth/.safetensors)")
-    g.add_argument("--teacher", default=None, help="trained StandardVAE run dir (default: <run-dir>/teacher)")
+    g.add_argument("--vgg16-weights", type=lambda text: str(existing_file(text)), default=None,
+                   help="local torchvision VGG16 weights (.pth/.safetensors)")
+    g.add_argument("--teacher", type=lambda text: str(existing_path(text)), default=None,
+                   help="trained StandardVAE run dir (default: <run-dir>/teacher)")
     g.add_argument("--teacher-steps", type=int, default=None, help="teacher budget (default: --steps/--epochs)")
     g.add_argument("--student-latent", type=int, default=d.student_latent)
     g.add_argument("--no-baseline", action="store_true", help="skip the student trained without distillation")

@@ -1,6 +1,9 @@
 """`sage-ros evaluate`: held-out evaluation of a trained float model against its compressed copies.
 
-    sage-ros evaluate --model runs/t16 --out runs/t16-eval [--bundle models/tinyvae16_int8 ...] [--gptq]
+    sage-ros evaluate --run runs/t16 --out runs/t16-eval [--bundle models/tinyvae16_int8 ...] [--gptq]
+    sage-ros evaluate --bundle tinyvae_l64_int8 --out runs/eval-l64-int8      # a bundle on its own
+
+With --run (a trained run, or a bundle with float weights):
 
 Into --out: model.fp32.safetensors (the float reference file every ratio divides by), model.int8.safetensors,
 model.int4-minmax.safetensors, model.int4-mse.safetensors, model.int4-mse-conv8.safetensors (INT4 Linear +
@@ -8,7 +11,13 @@ INT8 convolutions) [+ model.int4-gptq*.safetensors], each evaluated after being 
 pca.safetensors (the PCA baseline's basis: written so its size is a real file, then removed unless --keep-pca),
 report.json (schema in docs/quantization.md), report.md,
 recon_grid.png (original / float / INT8 / INT4 / bundles) and rate_distortion.png (PSNR vs bytes).
-ONNX bundles given with --bundle are run with onnxruntime, so what is measured is the graph that ships.
+ONNX bundles given with --bundle are run with onnxruntime, so what is measured is the graph that ships; a bundle
+exported from another model than --run is labelled "cross-model" (its latent drift compares two models).
+
+Without --run, each --bundle is measured on its own: held-out MSE / PSNR / SSIM of its ONNX graphs, their
+agreement with the bundle's own torch weights (mu cosine, or code agreement for the VisionPuzzleVAE), beside the
+PCA baseline with as many components as the bundle has latent values (and the palette baseline for the puzzle);
+report.json (schema sage_ros.evaluate-bundles/1) and report.md.
 """
 from __future__ import annotations
 
@@ -16,20 +25,23 @@ import argparse
 import copy
 from pathlib import Path
 
-from .quantize_cmd import (add_calibration_arguments, add_data_arguments, add_model_argument, calibration_tensor,
-                           created_by, load_float_model)
+from sage_ros.usage import UsageError, bundle_dir
+
+from .quantize_cmd import (add_calibration_arguments, add_data_arguments, add_model_argument, add_out_argument,
+                           add_progress_argument, calibration_tensor, created_by, load_float_model)
 
 SCHEMA = "sage_ros.evaluate/1"
+BUNDLES_SCHEMA = "sage_ros.evaluate-bundles/1"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_model_argument(parser)
-    parser.add_argument("--out", "--run-dir", dest="out", type=Path, required=True,
-                        help="run directory to write into (--run-dir: the name compression_node jobs pass)")
+    add_model_argument(parser, required=False)
+    add_out_argument(parser, "run directory to write into (--run-dir: the name compression_node jobs pass)")
     parser.add_argument("--group-size", type=int, default=64, help="INT4 group size")
     parser.add_argument("--int8-rounding", choices=("minmax", "mse"), default="minmax")
-    parser.add_argument("--bundle", type=Path, action="append", default=[],
-                        help="also evaluate this ONNX bundle directory with onnxruntime (repeatable)")
+    parser.add_argument("--bundle", type=bundle_dir, action="append", default=[],
+                        help="evaluate this bundle (a shipped name, a bundle directory or a file in one) with "
+                             "onnxruntime: beside --run, or on its own without --run (repeatable)")
     parser.add_argument("--quantized", type=Path, action="append", default=[],
                         help="also evaluate this existing quantized .safetensors (from sage-ros quantize; repeatable)")
     parser.add_argument("--gptq", action="store_true",
@@ -49,6 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="also measure on this many windows of many sizes and aspects cut from the held-out split's "
                         "source photos/frames and area-resized to the input (as the node sees frames); 0: off")
     g.add_argument("--windows-seed", type=int, default=9, help="seed of the --windows draw")
+    add_progress_argument(parser)
     add_data_arguments(parser)
     add_calibration_arguments(parser, "calibration (--gptq only)")
 
@@ -96,8 +109,8 @@ def _evaluate_file(model, path: Path, images, fp32_bytes, batch_size) -> dict:
             "tensors": loaded.quantization_report["tensors"]}
 
 
-def _evaluate_bundle(model, bundle_dir: Path, images, fp32_bytes, batch_size) -> tuple[dict, object]:
-    from .evaluate import OnnxCodec, evaluate_pair
+def _evaluate_bundle(model, bundle_dir: Path, images, fp32_bytes, batch_size, source=None) -> tuple[dict, object]:
+    from .evaluate import OnnxCodec, evaluate_pair, evaluate_single
 
     codec = OnnxCodec(bundle_dir)
     meta = codec.meta
@@ -105,12 +118,67 @@ def _evaluate_bundle(model, bundle_dir: Path, images, fp32_bytes, batch_size) ->
     size = sum(f.stat().st_size for f in files)
     quant = meta.get("quantization", {})
     onnx_fp32 = sum(quant.get("onnx_bytes_fp32", {}).values()) or (size if meta["precision"] == "fp32" else None)
-    result = {"name": f"onnx-{meta['precision']} ({meta['name']})", "kind": "onnx", "bundle": str(bundle_dir),
+    same = _same_model(model, source, bundle_dir, meta)
+    label = f"onnx-{meta['precision']} ({meta['name']})" + ("" if same else " [cross-model]")
+    same_latent = codec.is_vq or list(meta["latent_shape"]) == [int(model.latent_dim)]
+    quality = (evaluate_pair(model, codec, images, batch_size) if same_latent else
+               {**evaluate_single(codec, images, batch_size), "mu_rel_l2": None, "mu_cosine": None})
+    result = {"name": label, "kind": "onnx", "bundle": str(bundle_dir),
               "precision": meta["precision"], "bytes": size, "ratio_vs_fp32": fp32_bytes / size,
               "ratio_vs_fp32_onnx": (onnx_fp32 / size) if onnx_fp32 else None,
               "ratio_note": "bytes = encoder.onnx + decoder.onnx",
-              **evaluate_pair(model, codec, images, batch_size)}
+              "comparison": "same model" if same else
+              "cross-model: this bundle was not exported from --run, so its latent drift / code agreement "
+              "compares two different models, not a compression",
+              **quality}
     return result, codec
+
+
+def check_bundle_kinds(model, bundles) -> None:
+    """UsageError for a --bundle that cannot be compared with --run on the same images (other input size, range
+    or model family), before any work."""
+    from sage_ros.runtime.bundle import load_bundle
+
+    for path in bundles:
+        bundle = load_bundle(path, verify_checksums=False)  # the full check comes when it is evaluated
+        if (bundle.input_size[0], bundle.input_range, bundle.is_vq) != (
+                model.image_size, tuple(float(v) for v in model.input_range), hasattr(model, "num_codes")):
+            raise UsageError(f"argument --bundle: {path} ({bundle.architecture}, {bundle.input_size[0]} px) is not "
+                             f"the same kind of model as --run ({type(model).__name__}, {model.image_size} px); "
+                             "evaluate it on its own, without --run")
+
+
+def _source_path(path) -> Path | None:
+    """Where a model came from: a run directory, or for a bundle the --run/--model of its created_by."""
+    import json
+
+    from .quantize_cmd import exported_from
+
+    path = Path(path)
+    if path.is_file() and (path.parent / "bundle.json").is_file():
+        path = path.parent
+    if (path / "bundle.json").is_file():
+        given = exported_from(json.loads((path / "bundle.json").read_text()))
+        return Path(given).resolve() if given else None
+    return (path.parent if path.is_file() else path).resolve()
+
+
+def _same_model(model, source, bundle_dir: Path, meta: dict) -> bool:
+    """True when the bundle was exported from the --run model: the same source run in both created_by
+    lines, or float torch weights equal to the model's."""
+    from_bundle = _source_path(bundle_dir)
+    if source is not None and from_bundle is not None and from_bundle == source:
+        return True
+    weights = meta.get("torch_weights")
+    if weights and meta.get("torch_weights_format") != "sage_ros.quantized":
+        import torch
+        from safetensors.torch import load_file
+
+        state, theirs = model.state_dict(), load_file(str(bundle_dir / weights))
+        return set(state) == set(theirs) and all(
+            state[k].shape == theirs[k].shape and torch.equal(state[k].cpu().float(), theirs[k].float())
+            for k in state)
+    return False
 
 
 def _rounding_gain(variants: list[dict]) -> dict | None:
@@ -187,78 +255,179 @@ def _puzzle_extras(args, model, images, bundles: list) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sage_ros.atomic import atomic_write_json, atomic_write_text
+    if args.run is None:
+        if not args.bundle:
+            raise UsageError("give --run (a trained model, measured with its compressed copies) and/or --bundle "
+                             "(a bundle, measured on its own)")
+        return run_bundles(args)
+    from sage_ros.atomic import atomic_output_dir, atomic_write_json, atomic_write_text
 
     from .evaluate import evaluate_single, reconstruct
+    from .phases import PhaseBar
     from .progress import ProgressWriter
     from .quantize import save_float
     from .quantize_cmd import load_images_from_args
     from .report import evaluate_markdown, plot_rate_distortion, plot_recon_grid
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    progress = ProgressWriter(out, "evaluate")
-    with progress.fail_on_error():
-        model = load_float_model(args.model)
-        images = load_images_from_args(args, model.image_size)
+    model = load_float_model(args.run)  # before --out exists: a wrong --run leaves nothing behind
+    check_bundle_kinds(model, args.bundle)
+    source = _source_path(args.run)
+    with atomic_output_dir(args.out) as out:
+        progress = ProgressWriter(out, "evaluate")
         variants_cfg = _torch_variants(args.group_size, args.int8_rounding, args.gptq)
-        calibration = calibration_tensor(args, model) if args.gptq else None
         steps = len(variants_cfg) + 3 + len(args.bundle) + len(args.quantized)
-        progress.update("float reference", 0, steps, force=True)
-        fp32_path = save_float(model, out / "model.fp32.safetensors")
-        fp32_bytes = fp32_path.stat().st_size
-        reference = {"file": fp32_path.name, "bytes": fp32_bytes, **evaluate_single(model, images, args.batch_size)}
-        variants, grid_models = [], [("float", model)]
-        for i, (name, config) in enumerate(variants_cfg):
-            progress.update(f"quantize + evaluate {name}", 1 + i, steps, force=True)
-            result, loaded = _evaluate_torch_variant(model, name, config, out, images, fp32_bytes, args.batch_size,
-                                                     calibration if config.rounding == "gptq" else None)
-            variants.append(result)
-            labels = {"int8": "INT8", "int4-mse": "INT4", "int4-mse-conv8": "INT4 lin+INT8 conv",
-                      "int4-gptq-conv8": "INT4 GPTQ+INT8 conv"}
-            if name in labels:
-                grid_models.append((labels[name], loaded))
-        for path in args.quantized:
-            progress.update(f"file {path}", len(variants), steps, force=True)
-            variants.append(_evaluate_file(model, Path(path), images, fp32_bytes, args.batch_size))
-        for i, bundle_dir in enumerate(args.bundle):
-            progress.update(f"bundle {bundle_dir}", len(variants), steps, force=True)
-            result, codec = _evaluate_bundle(model, Path(bundle_dir), images, fp32_bytes, args.batch_size)
-            variants.append(result)
-            grid_models.append((codec.meta["name"], codec))
-        progress.update("PCA baseline", steps - 2, steps, force=True)
-        pca = None if args.no_pca else _pca(args, model, images, out)
-        puzzle = _puzzle_extras(args, model, images, args.bundle) if hasattr(model, "num_codes") else {}
-        progress.update("report", steps - 1, steps, force=True)
-        report = {
-            "schema": SCHEMA, "created_by": created_by(args, "evaluate"), "source_model": str(args.model),
-            "model": {"architecture": type(model).__name__, "latent_dim": int(model.latent_dim),
-                      "image_size": int(model.image_size)},
-            "data": {"source": args.data, "split": args.split, "n_images": int(len(images)),
-                     "size": int(model.image_size)},
-            "reference": reference, "variants": variants, "pca": pca, "rounding_gain": _rounding_gain(variants),
-            **puzzle,
-        }
-        if "codes" in puzzle:
-            reference.update(codes_used=puzzle["codes"]["codes_used"],
-                             code_perplexity=puzzle["codes"]["code_perplexity"])
-        atomic_write_json(out / "report.json", report)
-        sample = images[: args.grid]
-        plot_recon_grid(out / "recon_grid.png",
-                        [("original", sample)] + [(label, reconstruct(m, sample)) for label, m in grid_models])
-        points = [{"label": "fp32", "bytes": fp32_bytes, "psnr": reference["psnr"], "kind": "reference"}]
-        points += [{"label": v["name"] if v["kind"] == "torch" else v["name"].split("(")[-1].rstrip(")"),
-                    "bytes": v["bytes"], "psnr": v["psnr"], "kind": v["kind"]} for v in variants]
-        if puzzle.get("palette"):
-            pal = puzzle["palette"]
-            points.append({"label": "palette 10 x 30x30", "bytes": len(pal["palette"]) * 3 * 4, "psnr": pal["psnr"],
-                           "kind": "baseline"})
-        if pca:
-            points.append({"label": f"PCA k={pca['n_components']}", "bytes": pca["bytes"], "psnr": pca["psnr"],
-                           "kind": "baseline"})
-        plot_rate_distortion(out / "rate_distortion.png", points,
-                             f"{type(model).__name__} L={model.latent_dim}, {args.data}/{args.split}")
-        atomic_write_text(out / "report.md", evaluate_markdown(report))
-        progress.finish()
+        with progress.fail_on_error(), PhaseBar(progress, steps, "evaluate", enabled=not args.no_progress) as bar:
+            bar.phase(f"float reference on {args.data}/{args.split}")
+            images = load_images_from_args(args, model.image_size)
+            calibration = calibration_tensor(args, model) if args.gptq else None
+            fp32_path = save_float(model, out / "model.fp32.safetensors")
+            fp32_bytes = fp32_path.stat().st_size
+            reference = {"file": fp32_path.name, "bytes": fp32_bytes,
+                         **evaluate_single(model, images, args.batch_size)}
+            variants, grid_models = [], [("float", model)]
+            for name, config in variants_cfg:
+                bar.phase(f"quantize + evaluate {name}")
+                result, loaded = _evaluate_torch_variant(model, name, config, out, images, fp32_bytes,
+                                                         args.batch_size,
+                                                         calibration if config.rounding == "gptq" else None)
+                variants.append(result)
+                labels = {"int8": "INT8", "int4-mse": "INT4", "int4-mse-conv8": "INT4 lin+INT8 conv",
+                          "int4-gptq-conv8": "INT4 GPTQ+INT8 conv"}
+                if name in labels:
+                    grid_models.append((labels[name], loaded))
+            for path in args.quantized:
+                bar.phase(f"file {path}")
+                variants.append(_evaluate_file(model, Path(path), images, fp32_bytes, args.batch_size))
+            for bundle_path in args.bundle:
+                bar.phase(f"bundle {bundle_path}")
+                result, codec = _evaluate_bundle(model, Path(bundle_path), images, fp32_bytes, args.batch_size,
+                                                 source)
+                variants.append(result)
+                grid_models.append((codec.meta["name"], codec))
+            bar.phase("PCA baseline")
+            pca = None if args.no_pca else _pca(args, model, images, out)
+            puzzle = _puzzle_extras(args, model, images, args.bundle) if hasattr(model, "num_codes") else {}
+            bar.phase("report")
+            report = {
+                "schema": SCHEMA, "created_by": created_by(args, "evaluate"), "source_model": str(args.run),
+                "model": {"architecture": type(model).__name__, "latent_dim": int(model.latent_dim),
+                          "image_size": int(model.image_size)},
+                "data": {"source": args.data, "split": args.split, "n_images": int(len(images)),
+                         "size": int(model.image_size)},
+                "reference": reference, "variants": variants, "pca": pca, "rounding_gain": _rounding_gain(variants),
+                **puzzle,
+            }
+            if "codes" in puzzle:
+                reference.update(codes_used=puzzle["codes"]["codes_used"],
+                                 code_perplexity=puzzle["codes"]["code_perplexity"])
+            atomic_write_json(out / "report.json", report)
+            sample = images[: args.grid]
+            plot_recon_grid(out / "recon_grid.png",
+                            [("original", sample)] + [(label, reconstruct(m, sample)) for label, m in grid_models])
+            points = [{"label": "fp32", "bytes": fp32_bytes, "psnr": reference["psnr"], "kind": "reference"}]
+            points += [{"label": v["name"] if v["kind"] == "torch" else v["name"].split("(")[-1].rstrip(")"),
+                        "bytes": v["bytes"], "psnr": v["psnr"], "kind": v["kind"]} for v in variants]
+            if puzzle.get("palette"):
+                pal = puzzle["palette"]
+                points.append({"label": "palette 10 x 30x30", "bytes": len(pal["palette"]) * 3 * 4,
+                               "psnr": pal["psnr"], "kind": "baseline"})
+            if pca:
+                points.append({"label": f"PCA k={pca['n_components']}", "bytes": pca["bytes"], "psnr": pca["psnr"],
+                               "kind": "baseline"})
+            plot_rate_distortion(out / "rate_distortion.png", points,
+                                 f"{type(model).__name__} L={model.latent_dim}, {args.data}/{args.split}")
+            atomic_write_text(out / "report.md", evaluate_markdown(report))
+            progress.finish()
+    print(f"float fp32: PSNR {reference['psnr']:.2f} dB, SSIM {reference['ssim']:.3f}"
+          + (f"; PCA k={pca['n_components']}: PSNR {pca['psnr']:.2f} dB" if pca else ""))
     print(f"report: {out / 'report.md'}")
     return 0
+
+
+# --- bundles on their own (no --run) -----------------------------------------------------------------------------
+
+def run_bundles(args: argparse.Namespace) -> int:
+    """Each --bundle measured on its own, beside the PCA (and for the puzzle the palette) baseline."""
+    from sage_ros.atomic import atomic_output_dir, atomic_write_json, atomic_write_text
+    from sage_ros.runtime.backends.torch_backend import TorchBackend
+    from sage_ros.runtime.bundle import load_bundle
+
+    from .evaluate import OnnxCodec, evaluate_pair, evaluate_single, palette_baseline, pca_baseline
+    from .phases import PhaseBar
+    from .progress import ProgressWriter
+    from .quantize_cmd import load_images_from_args
+
+    bundles = [load_bundle(path) for path in args.bundle]  # checksums + graphs, before --out exists
+    with atomic_output_dir(args.out) as out:
+        progress = ProgressWriter(out, "evaluate")
+        with progress.fail_on_error(), PhaseBar(progress, 2 * len(bundles) + 1, "evaluate",
+                                                enabled=not args.no_progress) as bar:
+            images, rows, baselines = {}, [], {}
+            for bundle in bundles:
+                bar.phase(f"{bundle.name} on {args.data}/{args.split}")
+                size = bundle.input_size[0]
+                if size not in images:
+                    images[size] = load_images_from_args(args, size)
+                codec = OnnxCodec(bundle.path)
+                files = [bundle.encoder_path, bundle.decoder_path]
+                row = {"name": bundle.name, "bundle": str(bundle.path), "architecture": bundle.architecture,
+                       "precision": bundle.precision, "latent_shape": list(bundle.latent_shape),
+                       "bytes": sum(f.stat().st_size for f in files), "n_images": int(len(images[size]))}
+                if bundle.torch_weights_path is not None:
+                    twin = TorchBackend(bundle, "cpu").model
+                    pair = evaluate_pair(twin, codec, images[size], args.batch_size)
+                    row.update({k: pair.get(k) for k in ("mse", "psnr", "ssim", "mu_rel_l2", "mu_cosine",
+                                                         "code_agreement", "codes_used", "code_perplexity")})
+                    row["vs"] = f"its own torch weights ({bundle.torch_weights_path.name})"
+                    row["torch"] = pair["reference"]
+                else:
+                    row.update(evaluate_single(codec, images[size], args.batch_size), vs=None)
+                rows.append(row)
+                bar.phase(f"{bundle.name}: baselines")
+                k = 900 if bundle.is_vq else int(bundle.latent_shape[0])  # VQ: 30 x 30 code values
+                key = f"{size}px/k={k}"
+                if not args.no_pca and key not in baselines:
+                    train = load_images_from_args(args, size, split="train", limit=args.pca_train_limit)
+                    baselines[key] = {"kind": "pca", **pca_baseline(train, images[size], k)}
+                    if bundle.is_vq and not args.no_palette:
+                        train = load_images_from_args(args, size, split="train", limit=args.palette_train_limit)
+                        baselines[f"{size}px/palette"] = {"kind": "palette", **palette_baseline(train, images[size])}
+                row["baselines"] = [name for name in baselines if name.startswith(f"{size}px/")
+                                    and (name == key or (bundle.is_vq and name.endswith("palette")))]
+            bar.phase("report")
+            report = {"schema": BUNDLES_SCHEMA, "created_by": created_by(args, "evaluate"),
+                      "data": {"source": args.data, "split": args.split}, "bundles": rows,
+                      "baselines": {name: {k: v for k, v in b.items() if k != "palette"} for name, b in
+                                    baselines.items()}}
+            atomic_write_json(out / "report.json", report)
+            atomic_write_text(out / "report.md", bundles_markdown(report))
+            progress.finish()
+    for row in rows:
+        base = [report["baselines"][name] for name in row["baselines"]]
+        extra = "".join(f"; {b['kind']} {b['psnr']:.2f} dB" for b in base)
+        agree = (f", code agreement {row['code_agreement']:.2f} %" if row.get("code_agreement") is not None else
+                 f", mu cosine {row['mu_cosine']:.4f}" if row.get("mu_cosine") is not None else "")
+        print(f"{row['name']}: PSNR {row['psnr']:.2f} dB, SSIM {row['ssim']:.3f}{agree}{extra}")
+    print(f"report: {out / 'report.md'}")
+    return 0
+
+
+def bundles_markdown(report: dict) -> str:
+    fmt = lambda v: "n/a" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))  # noqa: E731
+    lines = ["# Held-out evaluation of bundles on their own", "", f"Command: `{report['created_by']}`", "",
+             f"Data: {report['data']['source']} / {report['data']['split']}. Each bundle's ONNX graphs run with "
+             "onnxruntime (CPU); mu cosine / code agreement compare them with the bundle's own torch weights (the "
+             "same model, not another one). PSNR is the mean of per-image PSNR on [0, 1]; SSIM uses an 11x11 "
+             "Gaussian window, sigma 1.5.", "",
+             "| bundle | precision | images | ONNX bytes | MSE | PSNR dB | SSIM | mu cosine | code agree % | "
+             "baselines (PSNR dB / SSIM) |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for row in report["bundles"]:
+        base = "; ".join(f"{report['baselines'][n]['kind']} {report['baselines'][n]['psnr']:.2f} / "
+                         f"{report['baselines'][n]['ssim']:.3f}" for n in row["baselines"]) or "n/a"
+        lines.append(f"| {row['name']} | {row['precision']} | {row['n_images']} | {row['bytes']:,} | "
+                     f"{fmt(row['mse'])} | {fmt(row['psnr'])} | {fmt(row['ssim'])} | {fmt(row.get('mu_cosine'))} | "
+                     f"{fmt(row.get('code_agreement'))} | {base} |")
+    lines += ["", "Baselines: PCA with as many components as the bundle has latent values (900 for the 30 x 30 "
+              "puzzle grid), fit on the train split; the puzzle's palette baseline is a 30 x 30 grid of the nearest "
+              "of 10 k-means colours, bilinearly upsampled.", ""]
+    return "\n".join(lines)

@@ -1,8 +1,8 @@
 """`sage-ros export`: a model bundle (encoder.onnx + decoder.onnx + bundle.json) at one of four precisions.
 
-    sage-ros export --model runs/t16 --precision fp32 --out models/tinyvae16_fp32
-    sage-ros export --model runs/t16 --precision int8 --calibrate-method percentile --out models/tinyvae16_int8
-    sage-ros export --model runs/t16 --precision int4 --group-size 64 --out models/tinyvae16_int4
+    sage-ros export --run runs/t16 --precision fp32 --out models/tinyvae16_fp32
+    sage-ros export --run runs/t16 --precision int8 --calibrate-method percentile --out models/tinyvae16_int8
+    sage-ros export --run runs/t16 --precision int4 --group-size 64 --out models/tinyvae16_int4
 
 fp32 / fp16: sage_ros.compression.export.export_bundle. int8: static QDQ (onnxruntime quantize_static,
 per-channel, symmetric) calibrated on --calibration-split (val by default, never the test split).
@@ -26,8 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .quantize_cmd import (add_calibration_arguments, add_data_arguments, add_model_argument, calibration_images,
-                           calibration_tensor, created_by, load_float_model)
+from sage_ros.usage import existing_file, new_output
+
+from .quantize_cmd import (add_calibration_arguments, add_data_arguments, add_model_argument, add_progress_argument,
+                           calibration_images, calibration_tensor, created_by, load_float_model)
 
 BUNDLE_FILES = ("encoder.onnx", "decoder.onnx", "bundle.json", "model.safetensors", "model.int4.safetensors")
 # Same thresholds as test/test_runtime_backends.py (docs/runtime.md "Tolerances").
@@ -42,10 +44,10 @@ INT8_MIN_COSINE = 0.9
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_argument(parser)
     parser.add_argument("--precision", choices=("fp32", "fp16", "int8", "int4"), required=True)
-    parser.add_argument("--out", type=Path, required=True, help="bundle directory, e.g. models/<name>")
+    parser.add_argument("--out", type=new_output, required=True, help="bundle directory, e.g. models/<name>")
     parser.add_argument("--name", default=None, help="bundle name (default: the --out directory name)")
     parser.add_argument("--opset", type=int, default=17, help="fp32/fp16/int8 graphs (int4 graphs are opset 21)")
-    parser.add_argument("--metrics", type=Path, default=None, help="JSON file of held-out metrics to embed")
+    parser.add_argument("--metrics", type=existing_file, default=None, help="JSON file of held-out metrics to embed")
     parser.add_argument("--no-verify", action="store_true", help="skip the onnxruntime-vs-torch check")
     parser.add_argument("--progress-dir", "--run-dir", dest="progress_dir", type=Path, default=None,
                         help="write progress.json here, not into the bundle, whose files are all hashed "
@@ -68,7 +70,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="storage precision of the convolutions (Linear layers are INT4 in the graph)")
     parser.add_argument("--evaluate", action="store_true",
                         help="measure the bundle on held-out data (--data/--split) into bundle.json metrics")
-    add_data_arguments(parser, limit=0)
+    add_progress_argument(parser)
+    add_data_arguments(parser)
 
 
 def _clear_stale(out: Path) -> None:
@@ -163,19 +166,20 @@ def add_metrics(bundle_dir: Path, metrics: dict) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from .evaluate import evaluate_pair
+    from .phases import PhaseBar
     from .progress import ProgressWriter
     from .quantize_cmd import load_images_from_args
 
+    model = load_float_model(args.run)  # before --out exists: a wrong --run leaves nothing behind
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     progress = ProgressWriter(args.progress_dir or out, "export", enabled=args.progress_dir is not None)
-    with progress.fail_on_error():
-        progress.update("loading", 0, 3, force=True)
-        model = load_float_model(args.model)
+    with progress.fail_on_error(), PhaseBar(progress, 3, "export", enabled=not args.no_progress) as bar:
         _clear_stale(out)
-        progress.update(f"exporting {args.precision}", 1, 3, force=True)
+        bar.phase(f"exporting {args.precision}")
         export_any(model, out, args)
         print(f"wrote {out} ({type(model).__name__}, {args.precision})")
+        bar.phase("verifying")
         if not args.no_verify:
             result = verify(out) if args.precision in ("fp32", "fp16") else verify_quantized(out, model)
             print(f"verify: {result}")
@@ -184,7 +188,7 @@ def run(args: argparse.Namespace) -> int:
                 progress.fail(f"verify failed: {result}")
                 return 1
         if args.evaluate:
-            progress.update("evaluating", 2, 3, force=True)
+            bar.phase(f"evaluating on {args.data}/{args.split}")
             images = load_images_from_args(args, model.image_size)
             result = evaluate_pair(model, out, images, args.batch_size)
             add_metrics(out, {"data": f"{args.data}/{args.split}", "runtime": "onnxruntime CPU (default options)",

@@ -39,20 +39,22 @@ _LOOP = {**{name: _V for name in (
     "eval-every", "eval-images", "ema", "threads")}, "no-augment": _F, "no-progress": _F}
 _CALIBRATION = {"calibration": _V, "calibration-path": _P, "calibration-topic": _V, "calibration-split": _V,
                 "calibration-count": _V}
-_HELD_OUT = {**_DATA, "split": _V, "batch-size": _V, **_CALIBRATION}
+_HELD_OUT = {**_DATA, "split": _V, "batch-size": _V, "no-progress": _F, **_CALIBRATION}
 ALLOWED_OPTIONS: dict[str, dict[str, str]] = {
-    "train": {"model": _V, "latent-dim": _V, **_DATA, **_LOOP},
+    "train": {"arch": _V, "model": _V, "latent-dim": _V, **_DATA, **_LOOP},  # model: deprecated spelling of arch
     "distill": {"w-rec": _V, "w-kl": _V, "w-lat": _V, "w-out": _V, "w-perc": _V, "perceptual": _V,
                 "vgg16-weights": _P, "teacher": _P, "teacher-steps": _V, "student-latent": _V, "no-baseline": _F,
                 **_DATA, **_LOOP},
-    "quantize": {"model": _P, "scheme": _V, "group-size": _V, "rounding": _V, "conv-scheme": _V, "no-eval": _F,
+    "quantize": {"run": _P, "model": _P, "scheme": _V, "group-size": _V, "rounding": _V, "conv-scheme": _V,
+                 "no-eval": _F,
                  "out": _P, **_HELD_OUT},
     "ablate": {"latents": "values", "int4-group-size": _V, "psnr-tolerance-db": _V, "min-mu-cosine": _V,
                "train-only": _F, **_DATA, **_LOOP},
-    "evaluate": {"model": _P, "out": _P, "group-size": _V, "int8-rounding": _V, "bundle": "paths",
+    "evaluate": {"run": _P, "model": _P, "out": _P, "group-size": _V, "int8-rounding": _V, "bundle": "paths",
                  "quantized": "paths", "gptq": _F, "no-pca": _F, "keep-pca": _F, "pca-train-limit": _V, "grid": _V,
                  "no-palette": _F, "palette-train-limit": _V, "windows": _V, "windows-seed": _V, **_HELD_OUT},
-    "export": {"model": _P, "precision": _V, "out": _P, "name": _V, "opset": _V, "metrics": _P, "no-verify": _F,
+    "export": {"run": _P, "model": _P, "precision": _V, "out": _P, "name": _V, "opset": _V, "metrics": _P,
+               "no-verify": _F,
                "calibrate-method": _V, "percentile": _V, "int8-activations": _V, "int8-target": _V, "group-size": _V,
                "rounding": _V, "conv-scheme": _V, "evaluate": _F, **_HELD_OUT},
 }

@@ -50,10 +50,12 @@ from .summary import _percentiles, _rate_hz, summarize, summary_text  # noqa: F4
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("demo_out"), help="output directory (default demo_out)")
-    parser.add_argument("--models", type=Path, default=None,
+    from sage_ros.usage import existing_dir, existing_path
+
+    parser.add_argument("--models", type=existing_dir, default=None,
                         help="directory of model bundles (default: the shipped models: share/sage_ros/models of an "
                              "installed package, else the checkout's models/)")
-    parser.add_argument("--bag", type=Path, default=None, help="input bag (default: the bundled vtest bag)")
+    parser.add_argument("--bag", type=existing_path, default=None, help="input bag (default: the bundled vtest bag)")
     parser.add_argument("--rate", type=float, default=1.0, help="playback rate (default 1.0 = 10 fps)")
     parser.add_argument("--start-offset", type=float, default=0.0, metavar="S",
                         help="start S seconds into the 20 s raw slice (shorter demo)")

@@ -41,7 +41,7 @@ from sage_ros.ros.encoding import (ImageConversionError, LatestFrameSlots, Pendi
 from sage_ros.ros.qos import input_qos, output_qos, publisher_events, subscription_events
 from sage_ros.ros.worker import RatePacer, run_supervised
 from sage_ros.runtime.backends import BackendError, make_backend
-from sage_ros.runtime.bundle import BundleError, load_bundle
+from sage_ros.runtime.bundle import BundleError, load_bundle, resolve_bundle_path
 from sage_ros.runtime.consumer import shipped_model_dirs
 from sage_ros.runtime.latent_info import info_json, model_info
 from sage_ros.runtime.preprocess import Preprocessor
@@ -65,17 +65,8 @@ PRESETS = {
 
 
 def resolve_bundle(value: str, preset: str) -> Path:
-    """The `bundle` parameter -> a directory: a path as given, else a shipped bundle of that name."""
-    name = value or PRESETS[preset].default_bundle
-    path = Path(name).expanduser()
-    if path.is_absolute() or path.exists():
-        return path
-    searched = shipped_model_dirs()
-    for directory in searched:
-        if (directory / name).is_dir():
-            return directory / name
-    raise BundleError(f"bundle {name!r} not found: not a directory here, nor under "
-                      f"{', '.join(str(d) for d in searched)}")
+    """The `bundle` parameter -> a directory: a shipped bundle's name, a bundle directory or a file inside one."""
+    return resolve_bundle_path(value or PRESETS[preset].default_bundle, shipped_model_dirs())
 
 
 @dataclass

@@ -340,3 +340,52 @@ def describe(bundle: Bundle) -> dict[str, Any]:
     return {"name": bundle.name, "architecture": bundle.architecture, "precision": bundle.precision,
             "input": f"{bundle.input_size[0]}x{bundle.input_size[1]} {list(bundle.input_range)}",
             "latent_shape": list(bundle.latent_shape), "path": str(bundle.path)}
+
+
+def resolve_bundle_path(value: str | Path, search: list[Path] | None = None) -> Path:
+    """What a user gives as a bundle -> its directory; the one resolver of every verb and node that takes one.
+
+    Accepts a shipped bundle's name (`tinyvae_l64_fp32`, looked up in `search`, default the shipped model
+    directories), a bundle directory, or a file inside one (its bundle.json, encoder.onnx ...). Raises BundleError
+    saying which case failed and what to give instead: no such path or name (with close names), a run directory
+    (export it first), a directory of bundles (pick one), a file outside any bundle. The bundle's contents are
+    checked later, by load_bundle.
+    """
+    import difflib
+
+    text = str(value).strip()
+    if not text:
+        raise BundleError("no bundle given: pass a shipped bundle name (e.g. tinyvae_l64_fp32) or a bundle directory")
+    path = Path(text).expanduser()
+    if path.is_file():
+        if (path.parent / BUNDLE_FILE).is_file():
+            return path.parent
+        raise BundleError(f"{path} is a file with no {BUNDLE_FILE} beside it: pass a bundle directory (one holding "
+                          f"{BUNDLE_FILE}, encoder.onnx, decoder.onnx) or a shipped bundle name")
+    if path.is_dir():
+        if (path / BUNDLE_FILE).is_file():
+            return path
+        if (path / "model.json").is_file():
+            raise BundleError(f"{path} is a training run directory, not a bundle: export one first "
+                              f"(sage-ros export --run {path} --precision fp32 --out models/<name>)")
+        inside = sorted(p.parent.name for p in path.glob(f"*/{BUNDLE_FILE}"))
+        if inside:
+            raise BundleError(f"{path} is a directory of bundles, not one: pass one of them, e.g. {path / inside[0]} "
+                              f"({len(inside)} there: {', '.join(inside[:6])}{' ...' if len(inside) > 6 else ''})")
+        raise BundleError(f"{path} is not a bundle directory (no {BUNDLE_FILE}): pass a directory written by "
+                          "`sage-ros export` or a shipped bundle name")
+    if search is None:
+        from .consumer import shipped_model_dirs  # here: consumer imports this module
+        search = shipped_model_dirs()
+    search = [Path(d) for d in search]
+    if len(path.parts) == 1:  # a bare name: a shipped bundle
+        for directory in search:
+            if (directory / text / BUNDLE_FILE).is_file():
+                return directory / text
+    known = sorted({p.parent.name for d in search if d.is_dir() for p in d.glob(f"*/{BUNDLE_FILE}")})
+    if path.parent.is_dir() and len(path.parts) > 1:
+        known = sorted(p.parent.name for p in path.parent.glob(f"*/{BUNDLE_FILE}")) or known
+    close = difflib.get_close_matches(path.name, known, n=3, cutoff=0.6)
+    hint = f"; did you mean {' or '.join(close)}?" if close else (f"; shipped: {', '.join(known)}" if known else "")
+    where = ", ".join(str(d) for d in search) or "(no model directories)"
+    raise BundleError(f"bundle {text!r} not found: no such directory, nor a bundle of that name under {where}{hint}")

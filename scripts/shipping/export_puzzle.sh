@@ -35,13 +35,13 @@ run() {  # echo, record, run
 SAGE=("$PY" -m sage_ros.cli)
 
 rm -rf "$MODELS/puzzle_l64_int8"  # replaced by one bundle per target
-run "${SAGE[@]}" export --model "$RUN" --precision fp32 --out "$MODELS/puzzle_l64_fp32" \
+run "${SAGE[@]}" export --run "$RUN" --precision fp32 --out "$MODELS/puzzle_l64_fp32" \
   --metrics "$RUN/metrics.json" --evaluate --batch-size 16
-run "${SAGE[@]}" export --model "$RUN" --precision int8 --int8-target cpu --out "$MODELS/puzzle_l64_int8_cpu" \
+run "${SAGE[@]}" export --run "$RUN" --precision int8 --int8-target cpu --out "$MODELS/puzzle_l64_int8_cpu" \
   --metrics "$RUN/metrics.json" --evaluate --batch-size 16
-run "${SAGE[@]}" export --model "$RUN" --precision int8 --int8-target tensorrt --out "$MODELS/puzzle_l64_int8_tensorrt" \
+run "${SAGE[@]}" export --run "$RUN" --precision int8 --int8-target tensorrt --out "$MODELS/puzzle_l64_int8_tensorrt" \
   --metrics "$RUN/metrics.json" --evaluate --batch-size 16
-run "${SAGE[@]}" evaluate --model "$RUN" --out "$ROOT/eval_puzzle" --bundle "$MODELS/puzzle_l64_fp32" \
+run "${SAGE[@]}" evaluate --run "$RUN" --out "$ROOT/eval_puzzle" --bundle "$MODELS/puzzle_l64_fp32" \
   --bundle "$MODELS/puzzle_l64_int8_cpu" --bundle "$MODELS/puzzle_l64_int8_tensorrt" --batch-size 16 --windows 400
 run "$PY" scripts/studies/puzzle_study.py summarize --root "$ROOT" --out "$MODELS/reports/puzzle"
 if [ "${BENCH:-1}" = 1 ]; then  # BENCH=0: leave the timing for a quiet machine (then run this line by hand)

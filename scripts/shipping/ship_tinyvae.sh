@@ -42,10 +42,10 @@ ablate_arch() {  # arch prefix latents...
   mkdir -p "$dir"
   for n in "$@"; do ln -sfn "$(realpath "$ROOT/${prefix}_L${n}_b0.001")" "$dir/L$n"; done
   if [ -f "$dir/ablation.json" ] && [ -z "$(find -L "$dir"/L*/model.safetensors -newer "$dir/ablation.json")" ]; then
-    echo "    ${SAGE[*]} ablate --model $arch --run-dir $dir --latents $* --no-progress   # (up to date, not rerun)" >> "$CMDLOG"
+    echo "    ${SAGE[*]} ablate --arch $arch --run-dir $dir --latents $* --no-progress   # (up to date, not rerun)" >> "$CMDLOG"
     return 0
   fi
-  run "${SAGE[@]}" ablate --model "$arch" --run-dir "$dir" --latents "$@" --no-progress
+  run "${SAGE[@]}" ablate --arch "$arch" --run-dir "$dir" --latents "$@" --no-progress
 }
 if stage ablate; then
   ablate_arch TinyVAE seed $SEED_LATENTS
@@ -57,7 +57,7 @@ export_bundle() {  # run-dir bundle-name precision (fp32 | int8 | int8_cpu | int
   [ "$3" = int4 ] && extra+=(--rounding gptq --conv-scheme int8)  # GPTQ Linears + INT8 convolutions
   [ "$3" = int8_cpu ] && precision=int8 && extra+=(--int8-target cpu)  # uint8 activations: onnxruntime CPU only
   rm -rf "${MODELS:?}/$2"
-  run "${SAGE[@]}" export --model "$1" --precision "$precision" --out "$MODELS/$2" --metrics "$1/metrics.json" \
+  run "${SAGE[@]}" export --run "$1" --precision "$precision" --out "$MODELS/$2" --metrics "$1/metrics.json" \
     --evaluate "${extra[@]}"
 }
 # What ships (models/reports/tinyvae/, README): the seed at L = 64 (the rule's pick and the encoder default) and
@@ -98,7 +98,7 @@ if stage distill && ls -d "$ROOT"/distill_s*/ >/dev/null 2>&1; then
   name=tinyvae32_l64_fp32
   case "$student" in */student) name=tinyvae32_l64_distilled_fp32 ;; esac
   rm -rf "${MODELS:?}"/tinyvae32_l64_*
-  run "${SAGE[@]}" export --model "$student" --precision fp32 --out "$MODELS/$name" --metrics "$student/metrics.json" --evaluate
+  run "${SAGE[@]}" export --run "$student" --precision fp32 --out "$MODELS/$name" --metrics "$student/metrics.json" --evaluate
   for s in "$ROOT"/distill_s*/; do
     for sub in student baseline; do
       mkdir -p "$REPORTS/distill/$(basename "$s")/$sub"

@@ -32,7 +32,7 @@ TARGETS = {"symmetric": ["--int8-activations", "int8"], "cpu": ["--int8-target",
 def val_delta(run: Path, target: list[str], method: list[str], count: int, work: Path, extra: list[str]) -> dict:
     """Export one INT8 bundle (calibrated on training crops) and return its val-split metrics."""
     out = work / "bundle"
-    cmd = [sys.executable, "-m", "sage_ros.cli", "export", "--model", str(run), "--precision", "int8", "--out", str(out),
+    cmd = [sys.executable, "-m", "sage_ros.cli", "export", "--run", str(run), "--precision", "int8", "--out", str(out),
            *target, "--calibration-split", "train", "--calibration-count", str(count), *method,
            "--evaluate", "--split", "val", *extra]
     done = subprocess.run(cmd, capture_output=True, text=True)

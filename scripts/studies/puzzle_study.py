@@ -4,7 +4,7 @@ the summary (tables + curve against the palette baseline) that models/reports/pu
     .venv/bin/python scripts/studies/puzzle_study.py run --root runs/p9 [--only s1_old s3_grad_km ...]
     .venv/bin/python scripts/studies/puzzle_study.py summarize --root runs/p9 --out models/reports/puzzle
 
-Every run is `sage-ros train --model VisionPuzzleVAE` on the online-augmented bundled training stream (fresh
+Every run is `sage-ros train --arch VisionPuzzleVAE` on the online-augmented bundled training stream (fresh
 random-resized crops of the training-split sources every batch), batch 16, lr 2e-3, 1 CPU thread, with a
 held-out curve on the first --eval-images val crops. Choices are made on val; the test split is only reported.
 """
@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-COMMON = ["--model", "VisionPuzzleVAE", "--batch-size", "16", "--lr", "0.002", "--threads", "1", "--no-progress",
+COMMON = ["--arch", "VisionPuzzleVAE", "--batch-size", "16", "--lr", "0.002", "--threads", "1", "--no-progress",
           "--device", "cpu", "--checkpoint-every", "100"]
 SHORT = ["--eval-every", "100", "--eval-images", "128"]
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+import threading
 
 # verb -> (module, one-line help). `bag` has sub-verbs of its own.
 VERBS = {
@@ -94,8 +96,15 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     return parser
 
 
+def _terminate(signum, frame):
+    raise SystemExit(128 + signum)  # unwinds like Ctrl-C: context managers remove what a failed run created
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if threading.current_thread() is threading.main_thread() and \
+            signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:  # verbs with their own handling install theirs
+        signal.signal(signal.SIGTERM, _terminate)
     parser = build_parser(argv)
     args = parser.parse_args(argv)
     prog = " ".join(["sage-ros", args.verb] + ([args.bag_verb] if args.verb == "bag" else []))

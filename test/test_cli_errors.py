@@ -163,3 +163,22 @@ def test_old_spellings_still_work_with_a_one_line_warning(argv, dest, value, new
         assert getattr(args, dest) == value
     else:
         assert Path(getattr(args, dest)) == Path("runs/x")
+
+
+def test_a_terminated_run_leaves_no_output_directory(tmp_path):
+    """SIGTERM (a job cancelled, a shell killed) unwinds like Ctrl-C, so the --out it created goes too."""
+    import signal
+    import time
+
+    out = tmp_path / "eval"
+    proc = subprocess.Popen([sys.executable, "-m", "sage_ros.cli", "evaluate", "--bundle", "tinyvae_l8_fp32",
+                             "--out", str(out), "--no-progress"], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not out.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert out.exists(), "evaluate never created --out"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM and "Traceback" not in err, err
+    assert not out.exists()

@@ -13,7 +13,7 @@ import argparse
 import time
 from pathlib import Path
 
-from sage_ros.usage import model_source, new_output, renamed
+from sage_ros.usage import model_source, new_output, non_negative_int, positive_int, renamed
 
 from .datasets import SOURCES
 
@@ -49,8 +49,8 @@ def add_data_arguments(parser: argparse.ArgumentParser, split: str = "test", lim
     g.add_argument("--topic", default=None, help="image topic for --data rosbag")
     g.add_argument("--split", default=split, choices=("train", "val", "test"),
                    help="held-out split to measure on (default: %(default)s)")
-    g.add_argument("--limit", type=int, default=limit, help="at most this many images (0: all)")
-    g.add_argument("--batch-size", type=int, default=256)
+    g.add_argument("--limit", type=non_negative_int, default=limit, help="at most this many images (0: all)")
+    g.add_argument("--batch-size", type=positive_int, default=256)
 
 
 def add_calibration_arguments(parser: argparse.ArgumentParser, title: str) -> None:
@@ -60,7 +60,7 @@ def add_calibration_arguments(parser: argparse.ArgumentParser, title: str) -> No
     g.add_argument("--calibration-topic", default=None)
     g.add_argument("--calibration-split", choices=("train", "val"), default="val",
                    help="never the test split the numbers are reported on (default: %(default)s)")
-    g.add_argument("--calibration-count", type=int, default=256, help="calibration images")
+    g.add_argument("--calibration-count", type=positive_int, default=256, help="calibration images")
 
 
 def calibration_images(args, size: int):

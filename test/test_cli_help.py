@@ -39,3 +39,14 @@ def test_a_train_run_prints_its_held_out_psnr(tmp_path, capsys):
                  "--batch-size", "4", "--run-dir", str(tmp_path / "run"), "--no-progress", "--threads", "1"]) == 0
     printed = capsys.readouterr().out
     assert "held-out test split (" in printed and " dB, SSIM " in printed, printed
+
+
+def test_the_training_data_is_said_in_words():
+    from sage_ros.compression.report import training_data_words
+
+    online = {"train_images": "online:0:64", "steps": 30000, "batch_size": 64, "world_size": 1,
+              "train_data": {"kind": "online random-resized crops", "photos": 20, "video_frames": 480}}
+    assert training_data_words(online) == "1,920,000 fresh random-resized 64 px crops (seed 0) of 20 photos and " \
+                                          "480 video frames"
+    assert training_data_words({"train_images": 50000, "train_data": {"kind": "fixed images", "count": 50000}}) \
+        == "50,000 fixed training images"

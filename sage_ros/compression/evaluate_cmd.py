@@ -260,7 +260,7 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError("give --run (a trained model, measured with its compressed copies) and/or --bundle "
                              "(a bundle, measured on its own)")
         return run_bundles(args)
-    from sage_ros.atomic import atomic_output_dir, atomic_write_json, atomic_write_text
+    from sage_ros.atomic import atomic_write_json, atomic_write_text, output_dir
 
     from .evaluate import evaluate_single, reconstruct
     from .phases import PhaseBar
@@ -272,7 +272,7 @@ def run(args: argparse.Namespace) -> int:
     model = load_float_model(args.run)  # before --out exists: a wrong --run leaves nothing behind
     check_bundle_kinds(model, args.bundle)
     source = _source_path(args.run)
-    with atomic_output_dir(args.out) as out:
+    with output_dir(args.out) as out:
         progress = ProgressWriter(out, "evaluate")
         variants_cfg = _torch_variants(args.group_size, args.int8_rounding, args.gptq)
         steps = len(variants_cfg) + 3 + len(args.bundle) + len(args.quantized)
@@ -348,7 +348,7 @@ def run(args: argparse.Namespace) -> int:
 
 def run_bundles(args: argparse.Namespace) -> int:
     """Each --bundle measured on its own, beside the PCA (and for the puzzle the palette) baseline."""
-    from sage_ros.atomic import atomic_output_dir, atomic_write_json, atomic_write_text
+    from sage_ros.atomic import atomic_write_json, atomic_write_text, output_dir
     from sage_ros.runtime.backends.torch_backend import TorchBackend
     from sage_ros.runtime.bundle import load_bundle
 
@@ -358,7 +358,7 @@ def run_bundles(args: argparse.Namespace) -> int:
     from .quantize_cmd import load_images_from_args
 
     bundles = [load_bundle(path) for path in args.bundle]  # checksums + graphs, before --out exists
-    with atomic_output_dir(args.out) as out:
+    with output_dir(args.out) as out:
         progress = ProgressWriter(out, "evaluate")
         with progress.fail_on_error(), PhaseBar(progress, 2 * len(bundles) + 1, "evaluate",
                                                 enabled=not args.no_progress) as bar:

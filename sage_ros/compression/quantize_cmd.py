@@ -191,7 +191,7 @@ def make_config(scheme: str, rounding: str | None, group_size: int, conv_scheme:
 def run(args: argparse.Namespace) -> int:
     import copy
 
-    from sage_ros.atomic import atomic_output_dir, atomic_write_json, atomic_write_text
+    from sage_ros.atomic import atomic_write_json, atomic_write_text, output_dir
 
     from .evaluate import evaluate_pair
     from .phases import PhaseBar
@@ -201,7 +201,7 @@ def run(args: argparse.Namespace) -> int:
 
     model = load_float_model(args.run)  # before --out exists: a wrong --run leaves nothing behind
     config = make_config(args.scheme, args.rounding, args.group_size, args.conv_scheme)
-    with atomic_output_dir(args.out) as out:
+    with output_dir(args.out) as out:
         progress = ProgressWriter(out, "quantize")
         with progress.fail_on_error(), PhaseBar(progress, 2 if args.no_eval else 3, "quantize",
                                                 enabled=not args.no_progress) as bar:

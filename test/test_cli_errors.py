@@ -92,6 +92,7 @@ CASES = [
      "exists already"),
     ("bag recover: missing bag", ["bag", "recover", "{missing}", "{out}"], 2, "no such file"),
     ("bench: no checkout", ["bench", "--repo", "{missing}"], 2, "run_all.py not found"),
+    ("demo: --out is a file", ["demo", "--out", "{file}"], 2, "--out"),
     ("demo: missing bag", ["demo", "--bag", "{missing}", "--out", "{out}"], 2, "--bag"),
     ("demo: no bundles in --models", ["demo", "--bag", "{empty}", "--models", "{empty}", "--out", "{out}"], 1,
      "no TinyVAE bundle"),

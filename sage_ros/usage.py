@@ -131,8 +131,9 @@ def model_source(text: str) -> Path:
 def bundle_dir(text: str) -> Path:
     """argparse type of --bundle: a shipped bundle name, a bundle directory or a file inside one."""
     from sage_ros.runtime.bundle import BundleError, resolve_bundle_path
+    from sage_ros.runtime.consumer import shipped_model_dirs
 
     try:
-        return resolve_bundle_path(text)
+        return resolve_bundle_path(text, shipped_model_dirs())
     except BundleError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None

@@ -65,12 +65,11 @@ def os_error_text(exc: OSError, path: str | os.PathLike | None = None) -> str:
 
 
 @contextlib.contextmanager
-def atomic_output_dir(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield the directory a command writes its outputs into, so that a failed command leaves none behind.
-
-    A directory this call creates is removed, with what the block wrote, when the block raises (or is
-    interrupted); one that already existed (a job's run directory, an earlier run resumed) is kept as it was
-    found apart from what the block wrote. Write into the yielded path.
+def output_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """`path`, created (with parents) if missing; when the block fails (an exception, Ctrl-C, or SIGTERM, which
+    `sage-ros` turns into SystemExit) a `path` that did not exist before is removed again, with what the block
+    wrote, so a failed run leaves no empty or half-filled directory behind. A directory that existed before (a
+    compression_node job's run directory, which it creates first and watches for progress.json) is kept.
     """
     import shutil
 

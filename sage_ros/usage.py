@@ -36,6 +36,36 @@ def renamed(*old: str, base: type[argparse.Action] = argparse._StoreAction) -> t
     return Renamed
 
 
+def _number(text: str, kind: type, lowest: float, strict: bool, what: str):
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
+    if value != value or (value <= lowest if strict else value < lowest):  # NaN, or out of range
+        raise argparse.ArgumentTypeError(f"{text} must be {what}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    return _number(text, int, 0, True, "an integer >= 1")
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0 (0 usually meaning off / all)."""
+    return _number(text, int, 0, False, "an integer >= 0")
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a number > 0."""
+    return _number(text, float, 0.0, True, "a number > 0")
+
+
+def non_negative_float(text: str) -> float:
+    """argparse type: a number >= 0."""
+    return _number(text, float, 0.0, False, "a number >= 0")
+
+
 def existing_path(text: str) -> Path:
     """argparse type: a path that exists (file or directory)."""
     path = Path(text).expanduser()
@@ -101,8 +131,9 @@ def model_source(text: str) -> Path:
 def bundle_dir(text: str) -> Path:
     """argparse type of --bundle: a shipped bundle name, a bundle directory or a file inside one."""
     from sage_ros.runtime.bundle import BundleError, resolve_bundle_path
+    from sage_ros.runtime.consumer import shipped_model_dirs
 
     try:
-        return resolve_bundle_path(text)
+        return resolve_bundle_path(text, shipped_model_dirs())
     except BundleError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None

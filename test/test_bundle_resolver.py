@@ -44,9 +44,11 @@ def test_each_wrong_case_says_what_it_is(given, words, shipped, tmp_path):
         resolve_bundle_path(given.format(tmp=tmp_path), [shipped])
 
 
-def test_the_shipped_names_resolve_without_a_search_list():
-    """Default search: the shipped model directories (installed share/, else the checkout's models/)."""
-    path = resolve_bundle_path("tinyvae_l8_fp32")
+def test_the_shipped_names_resolve_in_the_shipped_model_dirs():
+    """The search list every caller passes: installed share/, else the checkout's models/."""
+    from sage_ros.runtime.consumer import shipped_model_dirs
+
+    path = resolve_bundle_path("tinyvae_l8_fp32", shipped_model_dirs())
     assert (path / "bundle.json").is_file() and path.name == "tinyvae_l8_fp32"
 
 

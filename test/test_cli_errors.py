@@ -41,6 +41,14 @@ CASES = [
     ("train: unknown architecture", ["train", "--arch", "TinyVAE64", "--run-dir", "{out}"], 2, "--arch"),
     ("train: missing data folder", ["train", "--data", "folder", "--data-path", "{missing}", "--steps", "1",
                                     "--run-dir", "{out}"], 1, "not found"),
+    ("train: zero batch size", ["train", "--batch-size", "0", "--run-dir", "{out}"], 2, "--batch-size"),
+    ("train: value the config refuses", ["train", "--ema", "1.5", "--run-dir", "{out}"], 2, "--ema"),
+    ("train: latent size out of range", ["train", "--latent-dim", "5000", "--run-dir", "{out}"], 2, "--latent-dim"),
+    ("distill: negative loss weight", ["distill", "--w-rec", "-1", "--run-dir", "{out}"], 2, "--w-rec"),
+    ("ablate: latent size out of range", ["ablate", "--latents", "8", "5000", "--run-dir", "{out}"], 2,
+     "--latents"),
+    ("quantize: negative --limit", ["quantize", "--run", FP32, "--scheme", "int8", "--limit", "-3", "--out", "{out}"],
+     2, "--limit"),
     ("distill: missing teacher", ["distill", "--teacher", "{missing}", "--run-dir", "{out}"], 2, "--teacher"),
     ("distill: missing vgg16 weights", ["distill", "--vgg16-weights", "{missing}", "--run-dir", "{out}"], 2,
      "--vgg16-weights"),
@@ -84,6 +92,7 @@ CASES = [
      "exists already"),
     ("bag recover: missing bag", ["bag", "recover", "{missing}", "{out}"], 2, "no such file"),
     ("bench: no checkout", ["bench", "--repo", "{missing}"], 2, "run_all.py not found"),
+    ("demo: --out is a file", ["demo", "--out", "{file}"], 2, "--out"),
     ("demo: missing bag", ["demo", "--bag", "{missing}", "--out", "{out}"], 2, "--bag"),
     ("demo: no bundles in --models", ["demo", "--bag", "{empty}", "--models", "{empty}", "--out", "{out}"], 1,
      "no TinyVAE bundle"),
@@ -163,3 +172,22 @@ def test_old_spellings_still_work_with_a_one_line_warning(argv, dest, value, new
         assert getattr(args, dest) == value
     else:
         assert Path(getattr(args, dest)) == Path("runs/x")
+
+
+def test_a_terminated_run_leaves_no_output_directory(tmp_path):
+    """SIGTERM (a job cancelled, a shell killed) unwinds like Ctrl-C, so the --out it created goes too."""
+    import signal
+    import time
+
+    out = tmp_path / "eval"
+    proc = subprocess.Popen([sys.executable, "-m", "sage_ros.cli", "evaluate", "--bundle", "tinyvae_l8_fp32",
+                             "--out", str(out), "--no-progress"], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not out.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert out.exists(), "evaluate never created --out"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM and "Traceback" not in err, err
+    assert not out.exists()

@@ -28,6 +28,7 @@ from sage_ros.models import TinyVAE, build_model
 
 from .checkpoints import MODEL_FILE, load_model
 from .datasets import load_images
+from .phases import PhaseBar
 from .progress import ProgressWriter
 from .train import train
 from .train_config import TrainConfig
@@ -159,9 +160,10 @@ def ablate(cfg: TrainConfig, run_dir: str | Path, acfg: AblationConfig | None = 
     pca_train = (np.asarray(train_images) if isinstance(train_images, np.ndarray) else
                  load_images(cfg.data, TinyVAE.image_size, "train", path=cfg.data_path, topic=cfg.topic))
     rows = []
-    for i, (latent, model) in enumerate(models.items()):
-        progress.update("quantize+evaluate", i, len(models), force=True)
-        rows += measure(model, run_dir / f"L{latent}", acfg, test_images, views, pca_train)
+    with PhaseBar(progress, len(models), "ablate", enabled=cfg.progress_bar) as bar:
+        for latent, model in models.items():
+            bar.phase(f"L={latent}: quantize + evaluate")
+            rows += measure(model, run_dir / f"L{latent}", acfg, test_images, views, pca_train)
     result = {"job": "ablate", "config": dataclasses.asdict(cfg), "ablation": dataclasses.asdict(acfg),
               "test_split": "test", "n_test_images": int(len(test_images)),
               "views": {k: int(len(v)) for k, v in views.items()}, "rows": rows,

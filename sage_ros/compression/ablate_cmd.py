@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from sage_ros.usage import new_output, renamed
+from sage_ros.usage import UsageError, new_output, positive_int, renamed
 
 from .train_cmd import add_budget_arguments, config_from_args
 
@@ -18,8 +18,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--run-dir", type=new_output, default=Path("runs/ablate"))
     g = parser.add_argument_group("ablation")
-    g.add_argument("--latents", type=int, nargs="+", default=list(LATENTS), help="latent sizes (default: %(default)s)")
-    g.add_argument("--int4-group-size", type=int, default=64)
+    g.add_argument("--latents", type=positive_int, nargs="+", default=list(LATENTS),
+                   help="latent sizes (default: %(default)s)")
+    g.add_argument("--int4-group-size", type=positive_int, default=64)
     g.add_argument("--psnr-tolerance-db", type=float, default=1.0, help="recommendation: PSNR slack vs best fp32")
     g.add_argument("--min-mu-cosine", type=float, default=0.99, help="recommendation: latent fidelity floor")
     g.add_argument("--train-only", action="store_true", help="train missing L runs, skip quantization/evaluation")
@@ -37,12 +38,23 @@ def run(args: argparse.Namespace) -> int:
 
     cancel_on_sigterm()
 
-    acfg = AblationConfig(latents=tuple(args.latents), int4_group_size=args.int4_group_size,
-                          psnr_tolerance_db=args.psnr_tolerance_db, min_mu_cosine=args.min_mu_cosine,
-                          train_only=args.train_only, architecture=args.architecture,
-                          pca_margin_db=args.pca_margin_db)
     try:
-        result = ablate(config_from_args(args), args.run_dir, acfg)
+        acfg = AblationConfig(latents=tuple(args.latents), int4_group_size=args.int4_group_size,
+                              psnr_tolerance_db=args.psnr_tolerance_db, min_mu_cosine=args.min_mu_cosine,
+                              train_only=args.train_only, architecture=args.architecture,
+                              pca_margin_db=args.pca_margin_db)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    from sage_ros.models import build_model
+
+    for latent in acfg.latents:  # the model's own range check, before any training
+        try:
+            build_model(acfg.architecture, latent)
+        except ValueError as exc:
+            raise UsageError(f"argument --latents: {exc}") from None
+    cfg = config_from_args(args)
+    try:
+        result = ablate(cfg, args.run_dir, acfg)
     finally:
         cleanup_distributed()
     if result:

@@ -7,7 +7,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from sage_ros.usage import existing_file, existing_path, new_output
+from sage_ros.usage import (UsageError, existing_file, existing_path, new_output, non_negative_float,
+                            positive_int)
 
 from .train_cmd import add_budget_arguments, config_from_args
 
@@ -19,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run-dir", type=new_output, default=Path("runs/distill"))
     g = parser.add_argument_group("distillation")
     for name in ("w_rec", "w_kl", "w_lat", "w_out", "w_perc"):
-        g.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(d, name),
+        g.add_argument("--" + name.replace("_", "-"), type=non_negative_float, default=getattr(d, name),
                        help=f"loss weight (default: %(default)s)")
     g.add_argument("--perceptual", choices=("teacher", "vgg16"), default=d.perceptual,
                    help="feature network of the perceptual term (default: frozen teacher encoder)")
@@ -27,8 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="local torchvision VGG16 weights (.pth/.safetensors)")
     g.add_argument("--teacher", type=lambda text: str(existing_path(text)), default=None,
                    help="trained StandardVAE run dir (default: <run-dir>/teacher)")
-    g.add_argument("--teacher-steps", type=int, default=None, help="teacher budget (default: --steps/--epochs)")
-    g.add_argument("--student-latent", type=int, default=d.student_latent)
+    g.add_argument("--teacher-steps", type=positive_int, default=None, help="teacher budget (default: --steps/--epochs)")
+    g.add_argument("--student-latent", type=positive_int, default=d.student_latent)
     g.add_argument("--no-baseline", action="store_true", help="skip the student trained without distillation")
     add_budget_arguments(parser)
 
@@ -39,12 +40,16 @@ def run(args: argparse.Namespace) -> int:
 
     cancel_on_sigterm()
 
-    dcfg = DistillConfig(w_rec=args.w_rec, w_kl=args.w_kl, w_lat=args.w_lat, w_out=args.w_out,
-                         w_perc=args.w_perc, perceptual=args.perceptual, vgg16_weights=args.vgg16_weights,
-                         teacher=args.teacher, teacher_steps=args.teacher_steps,
-                         student_latent=args.student_latent, baseline=not args.no_baseline)
     try:
-        distill(config_from_args(args), dcfg, args.run_dir)
+        dcfg = DistillConfig(w_rec=args.w_rec, w_kl=args.w_kl, w_lat=args.w_lat, w_out=args.w_out,
+                             w_perc=args.w_perc, perceptual=args.perceptual, vgg16_weights=args.vgg16_weights,
+                             teacher=args.teacher, teacher_steps=args.teacher_steps,
+                             student_latent=args.student_latent, baseline=not args.no_baseline)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    cfg = config_from_args(args)
+    try:
+        distill(cfg, dcfg, args.run_dir)
     finally:
         cleanup_distributed()
     print(f"report: {args.run_dir / 'report.md'}  student: {args.run_dir / 'student' / 'model.safetensors'}")

@@ -25,7 +25,7 @@ import argparse
 import copy
 from pathlib import Path
 
-from sage_ros.usage import UsageError, bundle_dir
+from sage_ros.usage import UsageError, bundle_dir, existing_file, non_negative_int, positive_int
 
 from .quantize_cmd import (add_calibration_arguments, add_data_arguments, add_model_argument, add_out_argument,
                            add_progress_argument, calibration_tensor, created_by, load_float_model)
@@ -42,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bundle", type=bundle_dir, action="append", default=[],
                         help="evaluate this bundle (a shipped name, a bundle directory or a file in one) with "
                              "onnxruntime: beside --run, or on its own without --run (repeatable)")
-    parser.add_argument("--quantized", type=Path, action="append", default=[],
+    parser.add_argument("--quantized", type=existing_file, action="append", default=[],
                         help="also evaluate this existing quantized .safetensors (from sage-ros quantize; repeatable)")
     parser.add_argument("--gptq", action="store_true",
                         help="also int4-gptq and int4-gptq-conv8 (GPTQ on the Linear layers, --calibration images)")
@@ -50,14 +50,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep-pca", action="store_true",
                         help="keep pca.safetensors (by default it is written, measured and removed: at 224 px "
                              "the basis is hundreds of MB)")
-    parser.add_argument("--pca-train-limit", type=int, default=4000, help="train images for the PCA fit")
-    parser.add_argument("--grid", type=int, default=8, help="images in recon_grid.png")
+    parser.add_argument("--pca-train-limit", type=positive_int, default=4000, help="train images for the PCA fit")
+    parser.add_argument("--grid", type=non_negative_int, default=8, help="images in recon_grid.png")
     g = parser.add_argument_group("VisionPuzzleVAE baselines and diagnostics")
     g.add_argument("--no-palette", action="store_true",
                    help="skip the palette baseline (30 x 30 cells, each the nearest of a 10-colour k-means palette "
                         "fitted on the train split, bilinearly upsampled)")
-    g.add_argument("--palette-train-limit", type=int, default=3000, help="train images for the palette fit")
-    g.add_argument("--windows", type=int, default=0,
+    g.add_argument("--palette-train-limit", type=positive_int, default=3000, help="train images for the palette fit")
+    g.add_argument("--windows", type=non_negative_int, default=0,
                    help="also measure on this many windows of many sizes and aspects cut from the held-out split's "
                         "source photos/frames and area-resized to the input (as the node sees frames); 0: off")
     g.add_argument("--windows-seed", type=int, default=9, help="seed of the --windows draw")
@@ -260,7 +260,7 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError("give --run (a trained model, measured with its compressed copies) and/or --bundle "
                              "(a bundle, measured on its own)")
         return run_bundles(args)
-    from sage_ros.atomic import atomic_output_dir, atomic_write_json, atomic_write_text
+    from sage_ros.atomic import atomic_write_json, atomic_write_text, output_dir
 
     from .evaluate import evaluate_single, reconstruct
     from .phases import PhaseBar
@@ -272,7 +272,7 @@ def run(args: argparse.Namespace) -> int:
     model = load_float_model(args.run)  # before --out exists: a wrong --run leaves nothing behind
     check_bundle_kinds(model, args.bundle)
     source = _source_path(args.run)
-    with atomic_output_dir(args.out) as out:
+    with output_dir(args.out) as out:
         progress = ProgressWriter(out, "evaluate")
         variants_cfg = _torch_variants(args.group_size, args.int8_rounding, args.gptq)
         steps = len(variants_cfg) + 3 + len(args.bundle) + len(args.quantized)
@@ -348,7 +348,7 @@ def run(args: argparse.Namespace) -> int:
 
 def run_bundles(args: argparse.Namespace) -> int:
     """Each --bundle measured on its own, beside the PCA (and for the puzzle the palette) baseline."""
-    from sage_ros.atomic import atomic_output_dir, atomic_write_json, atomic_write_text
+    from sage_ros.atomic import atomic_write_json, atomic_write_text, output_dir
     from sage_ros.runtime.backends.torch_backend import TorchBackend
     from sage_ros.runtime.bundle import load_bundle
 
@@ -358,7 +358,7 @@ def run_bundles(args: argparse.Namespace) -> int:
     from .quantize_cmd import load_images_from_args
 
     bundles = [load_bundle(path) for path in args.bundle]  # checksums + graphs, before --out exists
-    with atomic_output_dir(args.out) as out:
+    with output_dir(args.out) as out:
         progress = ProgressWriter(out, "evaluate")
         with progress.fail_on_error(), PhaseBar(progress, 2 * len(bundles) + 1, "evaluate",
                                                 enabled=not args.no_progress) as bar:

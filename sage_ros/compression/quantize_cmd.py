@@ -13,7 +13,7 @@ import argparse
 import time
 from pathlib import Path
 
-from sage_ros.usage import model_source, new_output, renamed
+from sage_ros.usage import model_source, new_output, non_negative_int, positive_int, renamed
 
 from .datasets import SOURCES
 
@@ -49,8 +49,8 @@ def add_data_arguments(parser: argparse.ArgumentParser, split: str = "test", lim
     g.add_argument("--topic", default=None, help="image topic for --data rosbag")
     g.add_argument("--split", default=split, choices=("train", "val", "test"),
                    help="held-out split to measure on (default: %(default)s)")
-    g.add_argument("--limit", type=int, default=limit, help="at most this many images (0: all)")
-    g.add_argument("--batch-size", type=int, default=256)
+    g.add_argument("--limit", type=non_negative_int, default=limit, help="at most this many images (0: all)")
+    g.add_argument("--batch-size", type=positive_int, default=256)
 
 
 def add_calibration_arguments(parser: argparse.ArgumentParser, title: str) -> None:
@@ -60,7 +60,7 @@ def add_calibration_arguments(parser: argparse.ArgumentParser, title: str) -> No
     g.add_argument("--calibration-topic", default=None)
     g.add_argument("--calibration-split", choices=("train", "val"), default="val",
                    help="never the test split the numbers are reported on (default: %(default)s)")
-    g.add_argument("--calibration-count", type=int, default=256, help="calibration images")
+    g.add_argument("--calibration-count", type=positive_int, default=256, help="calibration images")
 
 
 def calibration_images(args, size: int):
@@ -191,7 +191,7 @@ def make_config(scheme: str, rounding: str | None, group_size: int, conv_scheme:
 def run(args: argparse.Namespace) -> int:
     import copy
 
-    from sage_ros.atomic import atomic_output_dir, atomic_write_json, atomic_write_text
+    from sage_ros.atomic import atomic_write_json, atomic_write_text, output_dir
 
     from .evaluate import evaluate_pair
     from .phases import PhaseBar
@@ -201,7 +201,7 @@ def run(args: argparse.Namespace) -> int:
 
     model = load_float_model(args.run)  # before --out exists: a wrong --run leaves nothing behind
     config = make_config(args.scheme, args.rounding, args.group_size, args.conv_scheme)
-    with atomic_output_dir(args.out) as out:
+    with output_dir(args.out) as out:
         progress = ProgressWriter(out, "quantize")
         with progress.fail_on_error(), PhaseBar(progress, 2 if args.no_eval else 3, "quantize",
                                                 enabled=not args.no_progress) as bar:

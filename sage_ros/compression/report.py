@@ -256,3 +256,21 @@ def plot_training_curve(path, points: list[dict], title: str = "", baselines: di
     _savefig(fig, Path(path))
     plt.close(fig)
     return Path(path)
+
+
+def training_data_words(report: dict) -> str:
+    """A run report's training data in words, for report.md: 'online:0:64' becomes '1,920,000 fresh random-resized
+    64 px crops (seed 0) of 20 photos and 480 video frames'; a fixed set, '50,000 fixed training images'."""
+    described = str(report.get("train_images", ""))
+    data = report.get("train_data") or {}
+    seen = int(report.get("steps", 0)) * int(report.get("batch_size", 0)) * int(report.get("world_size", 1))
+    if described.startswith("online:"):
+        _, seed, size = described.split(":")
+        sources = " and ".join(part for part in (
+            f"{data['photos']} photos" if data.get("photos") else "",
+            f"{data['video_frames']} video frames" if data.get("video_frames") else "") if part)
+        return (f"{seen:,} fresh random-resized {size} px crops (seed {seed})"
+                + (f" of {sources}" if sources else ""))
+    if data.get("kind") == "fixed images":
+        return f"{data['count']:,} fixed training images"
+    return f"{described} training images"

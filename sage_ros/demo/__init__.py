@@ -49,9 +49,9 @@ from .summary import _percentiles, _rate_hz, summarize, summary_text  # noqa: F4
 # --- the verb --------------------------------------------------------------------------------------------------
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", type=Path, default=Path("demo_out"), help="output directory (default demo_out)")
-    from sage_ros.usage import existing_dir, existing_path
+    from sage_ros.usage import existing_dir, existing_path, new_output
 
+    parser.add_argument("--out", type=new_output, default=Path("demo_out"), help="output directory (default demo_out)")
     parser.add_argument("--models", type=existing_dir, default=None,
                         help="directory of model bundles (default: the shipped models: share/sage_ros/models of an "
                              "installed package, else the checkout's models/)")

@@ -26,6 +26,19 @@ def _to_uint8_hwc(image_chw: np.ndarray, value_range: tuple[float, float]) -> np
     return np.clip((image_chw.transpose(1, 2, 0) - lo) / (hi - lo) * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
+def code_grid(ax, codes: np.ndarray, legend: bool = False) -> None:
+    """A puzzle code grid, one tab10 colour per code 0..9; with `legend`, a strip above it keys each colour to its
+    code number (matplotlib lifts the column title above the strip)."""
+    ax.imshow(codes, cmap="tab10", vmin=-0.5, vmax=9.5, interpolation="nearest")
+    if legend:
+        strip = ax.inset_axes([0.0, 1.04, 1.0, 0.13])
+        strip.imshow(np.arange(10)[None], cmap="tab10", vmin=-0.5, vmax=9.5, aspect="auto")
+        for code in range(10):
+            strip.text(code, 0, str(code), ha="center", va="center", fontsize=5, color="white")
+        strip.set_xticks([]), strip.set_yticks([])
+        strip.set_label("code legend")
+
+
 def pick_stamps(recording: Recording, encoders: list[EncoderRun], count: int) -> list[int]:
     """`count` stamps spread over the replay that every encoder produced an output for."""
     common = set(recording.input_log_ns)
@@ -107,7 +120,7 @@ def contact_sheet(path: Path, recording: Recording, encoders: list[EncoderRun], 
             for c, (image, label) in enumerate(cells):
                 ax = axes[r][c]
                 if image.ndim == 2:  # a code grid: one colour per code 0..9
-                    ax.imshow(image, cmap="tab10", vmin=-0.5, vmax=9.5, interpolation="nearest")
+                    code_grid(ax, image, legend=r == 0)
                 else:
                     ax.imshow(image, interpolation="nearest" if image.shape[0] <= 64 else "antialiased")
                 ax.set_xticks([]), ax.set_yticks([])

@@ -342,11 +342,11 @@ def describe(bundle: Bundle) -> dict[str, Any]:
             "latent_shape": list(bundle.latent_shape), "path": str(bundle.path)}
 
 
-def resolve_bundle_path(value: str | Path, search: list[Path] | None = None) -> Path:
+def resolve_bundle_path(value: str | Path, search: list[Path]) -> Path:
     """What a user gives as a bundle -> its directory; the one resolver of every verb and node that takes one.
 
-    Accepts a shipped bundle's name (`tinyvae_l64_fp32`, looked up in `search`, default the shipped model
-    directories), a bundle directory, or a file inside one (its bundle.json, encoder.onnx ...). Raises BundleError
+    Accepts a shipped bundle's name (`tinyvae_l64_fp32`, looked up in `search`: callers pass
+    consumer.shipped_model_dirs()), a bundle directory, or a file inside one (its bundle.json, encoder.onnx ...). Raises BundleError
     saying which case failed and what to give instead: no such path or name (with close names), a run directory
     (export it first), a directory of bundles (pick one), a file outside any bundle. The bundle's contents are
     checked later, by load_bundle.
@@ -374,9 +374,6 @@ def resolve_bundle_path(value: str | Path, search: list[Path] | None = None) -> 
                               f"({len(inside)} there: {', '.join(inside[:6])}{' ...' if len(inside) > 6 else ''})")
         raise BundleError(f"{path} is not a bundle directory (no {BUNDLE_FILE}): pass a directory written by "
                           "`sage-ros export` or a shipped bundle name")
-    if search is None:
-        from .consumer import shipped_model_dirs  # here: consumer imports this module
-        search = shipped_model_dirs()
     search = [Path(d) for d in search]
     if len(path.parts) == 1:  # a bare name: a shipped bundle
         for directory in search:

@@ -187,7 +187,7 @@ def _puzzle_extras(args, model, images, bundles: list) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sage_ros.atomic import atomic_write_json, atomic_write_text
+    from sage_ros.atomic import atomic_write_json, atomic_write_text, output_dir
 
     from .evaluate import evaluate_single, reconstruct
     from .progress import ProgressWriter
@@ -196,9 +196,8 @@ def run(args: argparse.Namespace) -> int:
     from .report import evaluate_markdown, plot_rate_distortion, plot_recon_grid
 
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     progress = ProgressWriter(out, "evaluate")
-    with progress.fail_on_error():
+    with output_dir(out), progress.fail_on_error():  # a failed run leaves no --out it created
         model = load_float_model(args.model)
         images = load_images_from_args(args, model.image_size)
         variants_cfg = _torch_variants(args.group_size, args.int8_rounding, args.gptq)

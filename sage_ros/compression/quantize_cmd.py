@@ -131,7 +131,7 @@ def make_config(scheme: str, rounding: str | None, group_size: int, conv_scheme:
 def run(args: argparse.Namespace) -> int:
     import copy
 
-    from sage_ros.atomic import atomic_write_json, atomic_write_text
+    from sage_ros.atomic import atomic_write_json, atomic_write_text, output_dir
 
     from .evaluate import evaluate_pair
     from .progress import ProgressWriter
@@ -139,9 +139,8 @@ def run(args: argparse.Namespace) -> int:
     from .report import quantize_markdown
 
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     progress = ProgressWriter(out, "quantize")
-    with progress.fail_on_error():
+    with output_dir(out), progress.fail_on_error():  # a failed run leaves no --out it created
         progress.update("loading", 0, 3, force=True)
         model = load_float_model(args.model)
         config = make_config(args.scheme, args.rounding, args.group_size, args.conv_scheme)

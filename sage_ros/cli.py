@@ -6,6 +6,7 @@ imported only when their verb runs, so `sage-ros bag play` never pays for (or ne
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
 
@@ -51,7 +52,20 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser(argv).parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except OSError as exc:  # a full disk, a read-only or missing path: one line naming it and the errno
+        if exc.errno not in DISK_ERRNOS:
+            raise
+        from sage_ros.atomic import os_error_text
+
+        verb = " ".join(v for v in (args.verb, getattr(args, "bag_verb", None)) if v)
+        print(f"sage-ros {verb}: error: {os_error_text(exc)}", file=sys.stderr)
+        return 1
+
+
+DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOENT, errno.ENOTDIR,
+               errno.EISDIR, errno.EIO}
 
 
 if __name__ == "__main__":

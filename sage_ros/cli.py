@@ -9,6 +9,7 @@ while working (the exceptions in USER_ERRORS); anything else is a bug and keeps 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import signal
 import sys
@@ -113,14 +114,24 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"{prog}: error: {_one_line(exc)} (see: {prog} --help)", file=sys.stderr)
         return 2
-    except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as exc:
-        print(f"{prog}: error: {_one_line(exc)}", file=sys.stderr)
+    except OSError as exc:  # a full disk, a read-only or missing path: one line naming it (and the errno)
+        known = isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError))
+        if exc.errno not in DISK_ERRNOS and not known and not _is_user_error(exc):
+            raise
+        from sage_ros.atomic import os_error_text
+
+        text = os_error_text(exc) if exc.errno is not None else _one_line(exc)
+        print(f"{prog}: error: {text}", file=sys.stderr)
         return 1
     except Exception as exc:
         if not _is_user_error(exc):
             raise
         print(f"{prog}: error: {_one_line(exc)}", file=sys.stderr)
         return 1
+
+
+DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOENT, errno.ENOTDIR,
+               errno.EISDIR, errno.EIO}
 
 
 if __name__ == "__main__":

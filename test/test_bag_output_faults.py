@@ -84,6 +84,7 @@ def test_record_on_a_full_disk_keeps_what_was_written_and_says_so_in_one_line(tm
     store = typestore()
     with closing(open_reader(tmp_path / "recovered")) as reader:
         numbers = [int(store.deserialize_cdr(d, c.msgtype).data[:8]) for c, _, d in reader.messages()]
+    print(line)
     print(f"full 2 MiB disk: {published} published, {len(numbers)} recovered ({report.bytes_read} bytes read)")
     assert report.recovered == len(numbers) >= 10  # ~30 messages of 60 kB fit; at least a chunk's worth kept
     assert numbers == list(range(len(numbers)))

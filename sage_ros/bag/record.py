@@ -8,6 +8,8 @@ stop recording cleanly: the bag is closed and only then appears under its name (
 A `kill -9` (or power loss) cannot close it: what was recorded until then is in the hidden
 `.<name>.partial-<pid>/<name>/<name>.mcap`, whose MCAP chunks are closed and flushed to the OS at least every
 FLUSH_PERIOD_S, so at most that much is lost; `sage-ros bag recover` (bag/recover.py) turns it into a complete bag.
+A full disk, or a read-only or deleted output directory, ends no worse: recording stops with one line naming the
+path and errno (bag.core.BagWriteError), exit 1, and the partial directory is kept as a kill -9 would leave it.
 Recording a `latent` / `puzzle` topic also records its latched `<topic>/info` (the model's identity; unless
 --no-info), with transient-local QoS, so it is in the bag even when it was published before recording began.
 """

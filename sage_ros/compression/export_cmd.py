@@ -31,7 +31,8 @@ from sage_ros.usage import existing_file, new_output
 from .quantize_cmd import (add_calibration_arguments, add_data_arguments, add_model_argument, add_progress_argument,
                            calibration_images, calibration_tensor, created_by, load_float_model)
 
-BUNDLE_FILES = ("encoder.onnx", "decoder.onnx", "bundle.json", "model.safetensors", "model.int4.safetensors")
+# an --out directory is replaced whole (sage_ros.atomic.atomic_output_dir): no stale file of an earlier export stays
+CACHE_DIR_NAME = ".engine_cache"  # runtime/backends/engine_cache.py: a device's TensorRT engines, kept across exports
 # Same thresholds as test/test_runtime_backends.py (docs/runtime.md "Tolerances").
 MAX_ABS_DIFF = {"fp32": 1e-4, "fp16": 2e-2}
 MIN_CODE_AGREEMENT = {"fp32": 0.999, "fp16": 0.95, "int8": 0.5, "int4": 0.95}
@@ -72,12 +73,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="measure the bundle on held-out data (--data/--split) into bundle.json metrics")
     add_progress_argument(parser)
     add_data_arguments(parser)
-
-
-def _clear_stale(out: Path) -> None:
-    """Remove bundle files a previous export left (write_bundle hashes every file in the directory)."""
-    for name in BUNDLE_FILES:
-        (out / name).unlink(missing_ok=True)
 
 
 def _photographs() -> list[np.ndarray]:
@@ -165,6 +160,21 @@ def add_metrics(bundle_dir: Path, metrics: dict) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    try:
+        return _export(args)
+    except VerifyFailed:
+        print(f"onnxruntime and torch disagree beyond the documented tolerance; {args.out} not replaced",
+              file=sys.stderr)
+        return 1
+
+
+class VerifyFailed(RuntimeError):
+    """The written bundle disagrees with torch beyond the tolerance: it does not replace --out."""
+
+
+def _export(args: argparse.Namespace) -> int:
+    from sage_ros.atomic import atomic_output_dir
+
     from .evaluate import evaluate_pair
     from .phases import PhaseBar
     from .progress import ProgressWriter
@@ -172,27 +182,27 @@ def run(args: argparse.Namespace) -> int:
 
     model = load_float_model(args.run)  # before --out exists: a wrong --run leaves nothing behind
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    args.name = args.name or out.name  # written in a staging directory of another name (atomic_output_dir)
     progress = ProgressWriter(args.progress_dir or out, "export", enabled=args.progress_dir is not None)
-    with progress.fail_on_error(), PhaseBar(progress, 3, "export", enabled=not args.no_progress) as bar:
-        _clear_stale(out)
+    # --out is replaced whole once the new bundle is written and verified: an encoder using the old bundle keeps a
+    # complete one there until then, and a failed or cancelled export leaves it as it was
+    with progress.fail_on_error(), atomic_output_dir(out, carry=(CACHE_DIR_NAME,)) as staging, \
+            PhaseBar(progress, 3, "export", enabled=not args.no_progress) as bar:
         bar.phase(f"exporting {args.precision}")
-        export_any(model, out, args)
+        export_any(model, staging, args)
         print(f"wrote {out} ({type(model).__name__}, {args.precision})")
         bar.phase("verifying")
         if not args.no_verify:
-            result = verify(out) if args.precision in ("fp32", "fp16") else verify_quantized(out, model)
+            result = verify(staging) if args.precision in ("fp32", "fp16") else verify_quantized(staging, model)
             print(f"verify: {result}")
             if not result["ok"]:
-                print("onnxruntime and torch disagree beyond the documented tolerance", file=sys.stderr)
-                progress.fail(f"verify failed: {result}")
-                return 1
+                raise VerifyFailed(f"verify failed: {result}")
         if args.evaluate:
             bar.phase(f"evaluating on {args.data}/{args.split}")
             images = load_images_from_args(args, model.image_size)
-            result = evaluate_pair(model, out, images, args.batch_size)
-            add_metrics(out, {"data": f"{args.data}/{args.split}", "runtime": "onnxruntime CPU (default options)",
-                              "vs": "float torch model", **result})
+            result = evaluate_pair(model, staging, images, args.batch_size)
+            add_metrics(staging, {"data": f"{args.data}/{args.split}", "runtime": "onnxruntime CPU (default options)",
+                                  "vs": "float torch model", **result})
         progress.finish()
     print(f"bundle: {out}")
     return 0

@@ -66,7 +66,7 @@ def test_one_malformed_message_is_skipped_counted_and_the_rest_encoded(bundle, t
     payloads = [_good(store, i) for i in range(FRAMES)]
     payloads[7] = MALFORMED[kind](store, 7)
     write_bag(tmp_path / "in", payloads)
-    code = sage_ros_main(["bag", "encode", str(tmp_path / "in"), str(tmp_path / "out"), "--model", str(bundle),
+    code = sage_ros_main(["bag", "encode", str(tmp_path / "in"), str(tmp_path / "out"), "--bundle", str(bundle),
                           "--no-progress"])
     out, err = capsys.readouterr()
     assert code == 0, err
@@ -77,7 +77,7 @@ def test_one_malformed_message_is_skipped_counted_and_the_rest_encoded(bundle, t
 
 def test_every_message_malformed_is_an_error_and_leaves_no_output(bundle, tmp_path, capsys):
     write_bag(tmp_path / "in", [b"", b"\x00\x01", b"junk" * 10])
-    code = sage_ros_main(["bag", "encode", str(tmp_path / "in"), str(tmp_path / "out"), "--model", str(bundle),
+    code = sage_ros_main(["bag", "encode", str(tmp_path / "in"), str(tmp_path / "out"), "--bundle", str(bundle),
                           "--no-progress"])
     err = capsys.readouterr().err
     assert code == 1 and "encoded 0 frames: all 3 messages" in err, err
@@ -98,7 +98,7 @@ def test_metadata_that_lies_does_not_hide_the_stored_frames(bundle, tmp_path, st
     store = typestore()
     write_bag(tmp_path / "in", [_good(store, i) for i in range(FRAMES)], storage=storage)
     _lie(tmp_path / "in", *lie)
-    code = sage_ros_main(["bag", "encode", str(tmp_path / "in"), str(tmp_path / "out"), "--model", str(bundle),
+    code = sage_ros_main(["bag", "encode", str(tmp_path / "in"), str(tmp_path / "out"), "--bundle", str(bundle),
                           "--no-progress"])
     out, err = capsys.readouterr()
     assert code == 0, err
@@ -124,7 +124,7 @@ def test_a_bag_with_no_messages_is_an_error_not_an_info_stamped_2_63(bundle, tmp
     with pytest.raises(BagError, match="holds no messages"):
         encode_bag(tmp_path / "in", tmp_path / "out", bundle)
     assert not (tmp_path / "out").exists()
-    code = sage_ros_main(["bag", "encode", str(tmp_path / "in"), str(tmp_path / "out"), "--model", str(bundle),
+    code = sage_ros_main(["bag", "encode", str(tmp_path / "in"), str(tmp_path / "out"), "--bundle", str(bundle),
                           "--no-progress"])
     assert code == 1 and "holds no messages" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()

@@ -129,7 +129,7 @@ def test_encode_onto_a_full_disk_is_one_line_and_removes_its_partial_output(bund
         return real_write(self, connection, timestamp, data)
 
     monkeypatch.setattr(rosbags.rosbag2.Writer, "write", write_until_full)
-    code = sage_ros_main(["bag", "encode", str(tmp_path / "in"), str(tmp_path / "out"), "--model", str(bundle),
+    code = sage_ros_main(["bag", "encode", str(tmp_path / "in"), str(tmp_path / "out"), "--bundle", str(bundle),
                           "--no-progress"])
     err = capsys.readouterr().err
     assert code == 1
@@ -140,14 +140,14 @@ def test_encode_onto_a_full_disk_is_one_line_and_removes_its_partial_output(bund
 def test_encode_onto_a_real_full_disk_and_into_a_read_only_one(bundle, tmp_path, capsys):
     write_image_bag(tmp_path / "in", count=600, extra_string_topic=False)
     with small_tmpfs(tmp_path / "disk", "32k") as disk:
-        code = sage_ros_main(["bag", "encode", str(tmp_path / "in"), str(disk / "out"), "--model", str(bundle),
+        code = sage_ros_main(["bag", "encode", str(tmp_path / "in"), str(disk / "out"), "--bundle", str(bundle),
                               "--no-progress"])
         err = capsys.readouterr().err
         assert code == 1
         _one_error_line(err, "ENOSPC", str(disk / "out"))
         assert list(disk.iterdir()) == []  # the space is given back
     with small_tmpfs(tmp_path / "ro", "1m", read_only=True) as disk:
-        code = sage_ros_main(["bag", "encode", str(tmp_path / "in"), str(disk / "out"), "--model", str(bundle),
+        code = sage_ros_main(["bag", "encode", str(tmp_path / "in"), str(disk / "out"), "--bundle", str(bundle),
                               "--no-progress"])
         assert code == 1
         _one_error_line(capsys.readouterr().err, "EROFS", str(disk / "out"))

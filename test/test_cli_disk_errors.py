@@ -44,7 +44,7 @@ VERBS = {
 def test_a_read_only_output_is_one_line(run_dir, tmp_path, capsys, verb):
     with small_tmpfs(tmp_path / "ro", "1m", read_only=True) as disk:
         args = VERBS[verb]
-        code = main([args[0], "--model", str(run_dir), "--out", str(disk / "out"), *args[1:]])
+        code = main([args[0], "--run", str(run_dir), "--out", str(disk / "out"), "--no-progress", *args[1:]])
         assert code == 1
         _one_line(capsys.readouterr().err, verb, str(disk), "errno 30 EROFS")
 
@@ -53,7 +53,7 @@ def test_a_read_only_output_is_one_line(run_dir, tmp_path, capsys, verb):
 def test_a_full_disk_is_one_line_and_leaves_no_half_output(run_dir, tmp_path, capsys, verb):
     with small_tmpfs(tmp_path / "disk", "64k") as disk:
         args = VERBS[verb]
-        code = main([args[0], "--model", str(run_dir), "--out", str(disk / "out"), *args[1:]])
+        code = main([args[0], "--run", str(run_dir), "--out", str(disk / "out"), "--no-progress", *args[1:]])
         assert code == 1
         _one_line(capsys.readouterr().err, verb, str(disk), "errno 28 ENOSPC")
         assert list(disk.iterdir()) == []
@@ -65,13 +65,13 @@ def test_a_write_error_without_a_file_name_is_named_after_its_file(run_dir, tmp_
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr("safetensors.torch.save_file", full)
-    code = main(["quantize", "--model", str(run_dir), "--out", str(tmp_path / "out"), "--scheme", "int8", "--no-eval"])
+    code = main(["quantize", "--run", str(run_dir), "--out", str(tmp_path / "out"), "--scheme", "int8", "--no-eval", "--no-progress"])
     assert code == 1
     _one_line(capsys.readouterr().err, "quantize", str(tmp_path / "out" / "model.int8.safetensors"), "ENOSPC")
     assert not (tmp_path / "out").exists()
 
 
-def test_an_os_error_that_is_not_the_disk_s_still_raises(tmp_path, monkeypatch):
+def test_an_os_error_that_is_not_the_disk_s_still_raises(run_dir, tmp_path, monkeypatch):
     from sage_ros.compression import export_cmd
 
     def broken(args):
@@ -79,4 +79,4 @@ def test_an_os_error_that_is_not_the_disk_s_still_raises(tmp_path, monkeypatch):
 
     monkeypatch.setattr(export_cmd, "run", broken)
     with pytest.raises(OSError):  # not a disk error: the traceback says where the bug is
-        main(["export", "--model", "m", "--precision", "fp32", "--out", str(tmp_path / "o")])
+        main(["export", "--run", str(run_dir), "--precision", "fp32", "--out", str(tmp_path / "o")])

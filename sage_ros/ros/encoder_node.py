@@ -132,8 +132,10 @@ class EncoderNode(LifecycleNode):
             # configured: swap now; else configure reads it (also while declaring, before __init__ set backend)
             if param.name == "bundle" and getattr(self, "backend", None) is not None:
                 reason = self._swap_bundle(param.value)
-                if reason:
+                if reason:  # refused: the old bundle keeps running; the reason also goes to /diagnostics
                     result.successful, result.reason = False, reason
+                    self.stats.error(f"bundle change refused: {reason}")
+                    self.get_logger().warning(f"bundle change refused: {reason}")
         if result.successful:
             for param in params:
                 if param.name in LIVE_PARAMS:

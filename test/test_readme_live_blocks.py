@@ -85,11 +85,16 @@ def test_readme_live_block_delivers_latents_and_reconstructions(tmp_path, monkey
     domain = str(150 + os.getpid() % 70)
     env = dict(os.environ, **exports, ROS_DOMAIN_ID=domain, PYTHONUNBUFFERED="1",
                RCUTILS_LOGGING_BUFFERED_STREAM="0")
+    # as a user types it: no test-suite LOCALHOST discovery (with it rmw_fastrtps ignores LARGE_DATA)
+    env.pop("ROS_AUTOMATIC_DISCOVERY_RANGE", None)
+    monkeypatch.delenv("ROS_AUTOMATIC_DISCOVERY_RANGE", raising=False)
     for name, value in (*exports.items(), ("ROS_DOMAIN_ID", domain)):
         monkeypatch.setenv(name, value)  # the observer below is one more participant: same transports, same domain
     graph = TestGraph("readme_observer")
     reliable = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
     latents = graph.collect(Image, decoder_topic, reliable)
+    from diagnostic_msgs.msg import DiagnosticArray
+    diagnostics = graph.collect(DiagnosticArray, "/diagnostics", 50)
     recons = graph.collect(Image, recon_topic, reliable)
     example = tmp_path / "downstream.py"
     example.write_text(subscribing_example())
@@ -130,10 +135,18 @@ def test_readme_live_block_delivers_latents_and_reconstructions(tmp_path, monkey
             time.sleep(0.5)
         got = len(stamps())
         wait_for(lambda: len(recons) > 0, 30, what="reconstructions from latent_decoder")
+        encoder_counts = {}
+        with graph.lock:
+            for array in diagnostics:
+                for status in array.status:
+                    if status.name.startswith("/tinyvae_encoder"):
+                        encoder_counts = {kv.key: kv.value for kv in status.values}
+        encoder_counts = {k: encoder_counts.get(k) for k in ("frames_received", "frames_published", "dropped_frames",
+                                                             "lost_frames")}
         example_lines = re.findall(r"decoded \(\d+, \d+, 3\)", logs["example"].read_text(errors="replace"))
         print(f"README live block: {got}/{frames} played frames gave latents on {decoder_topic}; "
               f"{len(recons)} reconstructions on {recon_topic}; the Subscribing example decoded "
-              f"{len(example_lines)} paired frames")
+              f"{len(example_lines)} paired frames; encoder diagnostics {encoder_counts}")
         assert got >= MIN_FRACTION * frames, f"{got}/{frames} latents"
         assert example_lines, logs["example"].read_text(errors="replace")
         for process, _ in processes:

@@ -164,7 +164,9 @@ class LatentDecoderNode(Node):
         except (BundleNotFound, BundleError, BackendError, InfoMismatch, ValueError, OSError, ImportError) as err:
             with self._lock:
                 old, stream.decoder, stream.info = stream.decoder, None, info
-                stream.gate.set_info(info)  # held latents of this model stay undecoded: nothing decodes them
+                undecodable = stream.gate.set_info(info)  # this model's held latents: no bundle decodes them
+                stream.gate.counts["dropped"] += len(undecodable)
+                stream.sync_gate_counts()
             if old is not None:
                 old.close()
             self._set_problem(stream, f"cannot decode {info.summary()}: {err}")

@@ -44,7 +44,7 @@ from sage_ros.runtime.image_codec import numpy_to_image
 THROTTLE_S = 5.0
 COUNTERS = ("received", "published", "no_info", "mismatched", "decode_errors", "publish_errors", "infos",
             "held", "released", "dropped_unknown_model")
-HOLD = 30  # latents of a model whose info has not arrived yet, held per topic (~1 s of a 30 Hz camera)
+HOLD = 30  # default of the hold_latents parameter: ~1 s of a 30 Hz camera
 
 
 @dataclass
@@ -115,7 +115,7 @@ class LatentDecoderNode(Node):
         depth = self._param("qos_depth")
         latent_qos = input_qos(self._param("qos_reliability"), depth)
         for topic in self._param("latent_topics"):
-            stream = Stream(topic)
+            stream = Stream(topic, gate=ModelGate(hold=self._param("hold_latents")))
             self.streams.append(stream)
             # beside the latent topic as remapped (`-r latent:=x` subscribes x/info)
             self.create_subscription(String, info_topic(self.resolve_topic_name(topic)), partial(self._on_info, stream),
@@ -164,7 +164,9 @@ class LatentDecoderNode(Node):
         except (BundleNotFound, BundleError, BackendError, InfoMismatch, ValueError, OSError, ImportError) as err:
             with self._lock:
                 old, stream.decoder, stream.info = stream.decoder, None, info
-                stream.gate.set_info(info)  # held latents of this model stay undecoded: nothing decodes them
+                undecodable = stream.gate.set_info(info)  # this model's held latents: no bundle decodes them
+                stream.gate.counts["dropped"] += len(undecodable)
+                stream.sync_gate_counts()
             if old is not None:
                 old.close()
             self._set_problem(stream, f"cannot decode {info.summary()}: {err}")

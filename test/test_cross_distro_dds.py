@@ -20,7 +20,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
-from ros_helpers import REPO, NodeProcess, TestGraph, camera_frames, header, stamp_of, wait_for
+from ros_helpers import NodeProcess, TestGraph, camera_frames, header, stamp_of, wait_for
 from sage_ros.ros.info import info_qos
 from sage_ros.ros.params import DEFAULT_BUNDLES
 from sage_ros.ros.qos import output_qos

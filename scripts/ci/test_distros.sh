@@ -5,7 +5,7 @@
 #   humble  .venv-humble, Python 3.10 + constraints-humble.txt (numpy 1.26.4, onnxruntime 1.23.2): the runtime tests
 #           (HUMBLE_TESTS) and every shipped bundle against the main venv's outputs (scripts/ci/shipped_outputs.py).
 #           No rclpy there: no Humble wheels exist; the main lane's test/test_ros_humble.py simulates its API.
-#   cross   a Jazzy encoder process and a Kilted consumer (the main venv) on one domain (test/test_cross_distro_dds.py).
+#   cross   Jazzy <-> Kilted (the main venv) node processes on one domain (test/test_cross_distro_dds.py).
 # A lane whose interpreter is missing is skipped with the reason; a lane venv is rebuilt only when its inputs change
 # (stamp: sha256 of the requirements, lock and constraints files without comments, the interpreter and this
 # checkout's path).
@@ -143,7 +143,7 @@ else
 fi
 
 # ---- Cross-distro DDS --------------------------------------------------------------------------------------------
-echo; echo "== Cross-distro DDS: a Jazzy encoder process -> a Kilted consumer (main venv), one ROS domain =="
+echo; echo "== Cross-distro DDS: Jazzy encoder -> Kilted consumer, Kilted encoder -> Jazzy decoder, one ROS domain =="
 if [[ -z $JAZZY_PY ]]; then
   RESULT[cross]="SKIPPED: needs the Jazzy lane's venv (${RESULT[jazzy]})"
   say cross "${RESULT[cross]}"

@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 DATA_STAMP := data_cache/.complete
 
-.PHONY: venv data test test-fast test-distros demo bench clean
+.PHONY: venv data test test-fast demo bench clean
 
 venv: $(STAMP)
 
@@ -33,6 +33,7 @@ test: venv data
 
 # Other ROS 2 distros (README "ROS 2 distributions in CI"): a real Jazzy lane (.venv-jazzy), Humble's robot pins
 # (.venv-humble), Jazzy <-> Kilted DDS. Lane venvs are cached like .venv; a missing interpreter skips its lane.
+.PHONY: test-distros
 test-distros: venv data
 	bash scripts/ci/test_distros.sh
 

@@ -1,7 +1,8 @@
 """Cross-distro DDS: a tinyvae_encoder running on ROS 2 Jazzy's own rclpy + Fast DDS 2.14 (the Jazzy lane's venv,
 Python 3.12) and a subscriber here on Kilted (Python 3.11, Fast DDS 3.x) on one ROS domain: the Kilted side gets
 the latched `latent/info` as a late joiner and latents equal to an offline encoding, read and decoded with the
-consumer API (sage_ros/runtime/consumer.py); both ends see the same type hash and compatible QoS.
+consumer API (sage_ros/runtime/consumer.py); both ends see the same type hash and compatible QoS. And back: a
+Kilted encoder's info and latents reach a Jazzy latent_decoder started late, whose reconstructions equal a decode here.
 
 Robots often run an older distro than the operator's machine (Jazzy on JetPack 7, Kilted on a laptop). Run by
 `make test-distros` (scripts/ci/test_distros.sh), which sets SAGE_ROS_JAZZY_PYTHON to .venv-jazzy's python;
@@ -19,7 +20,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
-from ros_helpers import REPO, NodeProcess, TestGraph, camera_frames, header, stamp_of, wait_for
+from ros_helpers import NodeProcess, TestGraph, camera_frames, header, stamp_of, wait_for
 from sage_ros.ros.info import info_qos
 from sage_ros.ros.params import DEFAULT_BUNDLES
 from sage_ros.ros.qos import output_qos
@@ -53,16 +54,21 @@ def jazzy_rclpy_version() -> str:
     return out.stdout.strip()
 
 
+def jazzy_node(executable: str, ros_args: list[str], log_path: Path) -> NodeProcess:
+    """One of the Jazzy venv's console scripts in its own process (its own ROS libraries, this ROS domain)."""
+    with pytest.MonkeyPatch.context() as patch:  # NodeProcess hands os.environ to the child
+        patch.delenv("_ROS_WHEELS_BOOTSTRAP_COMPLETE", raising=False)
+        patch.setenv("LD_LIBRARY_PATH", without_this_venvs_ros_libraries(os.environ)["LD_LIBRARY_PATH"])
+        return NodeProcess(str(Path(JAZZY_PYTHON).parent / executable), ros_args, log_path)
+
+
 @pytest.fixture(scope="module")
 def jazzy_encoder(tmp_path_factory):
     rclpy_version, fastdds_version = jazzy_rclpy_version().split()
     print(f"Jazzy side: ros-jazzy-rclpy {rclpy_version}, Fast DDS {fastdds_version}")
-    with pytest.MonkeyPatch.context() as patch:  # NodeProcess hands os.environ to the child
-        patch.delenv("_ROS_WHEELS_BOOTSTRAP_COMPLETE", raising=False)
-        patch.setenv("LD_LIBRARY_PATH", without_this_venvs_ros_libraries(os.environ)["LD_LIBRARY_PATH"])
-        encoder = NodeProcess(str(Path(JAZZY_PYTHON).parent / "tinyvae_encoder"),
-                              ["-r", f"__ns:={NS}", "-p", "backend:=onnxruntime", "-p", "device:=cpu",
-                               "-p", "qos_reliability:=reliable"], tmp_path_factory.mktemp("xdistro") / "encoder.log")
+    encoder = jazzy_node("tinyvae_encoder", ["-r", f"__ns:={NS}", "-p", "backend:=onnxruntime", "-p", "device:=cpu",
+                                             "-p", "qos_reliability:=reliable"],
+                         tmp_path_factory.mktemp("xdistro") / "encoder.log")
     try:
         encoder.wait_log("backend warm", timeout=60)
         yield encoder
@@ -130,4 +136,48 @@ def test_both_distros_agree_on_type_hash_and_qos(jazzy_encoder):
         pub.destroy()
         pub_info.destroy()
     finally:
+        graph.close()
+
+
+def test_a_jazzy_latent_decoder_started_late_decodes_a_kilted_encoders_latents(tmp_path):
+    ns = f"{NS}_back"
+    graph = TestGraph("cross_distro_back_peer")
+    encoder = NodeProcess("tinyvae_encoder", ["-r", f"__ns:={ns}", "-p", "backend:=onnxruntime", "-p", "device:=cpu",
+                                              "-p", "qos_reliability:=reliable"], tmp_path / "kilted_encoder.log")
+    decoder = None
+    try:
+        infos = graph.collect(String, f"{ns}/latent/info", info_qos())
+        latents = graph.collect(Image, f"{ns}/latent", output_qos())
+        reconstructions = graph.collect(Image, f"{ns}/reconstruction", output_qos())
+        encoder.wait_log("backend warm", timeout=60)
+        wait_for(lambda: infos, 30, what="the Kilted encoder's info")
+        # started after the info was published: only latching (transient local) across the distros gives it the model
+        decoder = jazzy_node("latent_decoder", ["-r", f"__ns:={ns}", "-p", "latent_topics:=[latent]",
+                                                "-p", "backend:=onnxruntime", "-p", "device:=cpu",
+                                                "-p", "qos_reliability:=reliable"], tmp_path / "jazzy_decoder.log")
+        decoder.wait_log("decoding", timeout=60)
+        camera = graph.node.create_publisher(Image, f"{ns}/image", QoSProfile(
+            depth=10, reliability=ReliabilityPolicy.RELIABLE))
+        wait_for(lambda: camera.get_subscription_count() >= 1, 30, what="the Kilted encoder subscribed to image")
+        wait_for(reconstructions.matched, 30, what="the Jazzy decoder's reconstruction publisher matched")
+        frames = camera_frames(2)
+        for sec in range(10, 40):
+            if len(reconstructions) >= 2:
+                break
+            camera.publish(numpy_to_image(frames[sec % 2], "rgb8", header=header(sec)))
+            time.sleep(0.3)
+        wait_for(lambda: len(reconstructions) >= 2, 30, what=f"reconstructions from the Jazzy decoder:\n{decoder.log()}")
+
+        info = LatentInfo.parse(infos[0].data)
+        by_stamp = {stamp_of(msg): msg for msg in list(latents)}
+        local = LatentDecoder(info)
+        for recon in list(reconstructions)[:2]:
+            expected = local.decode(latent_from_message(by_stamp[stamp_of(recon)], info))
+            got = np.frombuffer(bytes(recon.data), np.uint8).reshape(recon.height, recon.width, 3)
+            assert recon.encoding == "rgb8"
+            np.testing.assert_array_equal(got, expected.reshape(got.shape))
+    finally:
+        if decoder is not None:
+            decoder.stop()
+        encoder.stop()
         graph.close()

@@ -94,6 +94,8 @@ CASES = [
     ("bench: no checkout", ["bench", "--repo", "{missing}"], 2, "run_all.py not found"),
     ("demo: --out is a file", ["demo", "--out", "{file}"], 2, "--out"),
     ("demo: missing bag", ["demo", "--bag", "{missing}", "--out", "{out}"], 2, "--bag"),
+    ("demo: missing --models", ["demo", "--bag", "{empty}", "--models", "{missing}", "--out", "{out}"], 1,
+     "models directory"),
     ("demo: no bundles in --models", ["demo", "--bag", "{empty}", "--models", "{empty}", "--out", "{out}"], 1,
      "no TinyVAE bundle"),
 ]

@@ -49,10 +49,10 @@ from .summary import _percentiles, _rate_hz, summarize, summary_text  # noqa: F4
 # --- the verb --------------------------------------------------------------------------------------------------
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from sage_ros.usage import existing_dir, existing_path, new_output
+    from sage_ros.usage import existing_path, new_output
 
     parser.add_argument("--out", type=new_output, default=Path("demo_out"), help="output directory (default demo_out)")
-    parser.add_argument("--models", type=existing_dir, default=None,
+    parser.add_argument("--models", type=Path, default=None,
                         help="directory of model bundles (default: the shipped models: share/sage_ros/models of an "
                              "installed package, else the checkout's models/)")
     parser.add_argument("--bag", type=existing_path, default=None, help="input bag (default: the bundled vtest bag)")

@@ -164,7 +164,7 @@ def test_malformed_frames_are_counted_not_published(tiny, frames):
 def test_set_parameters_service_rejects_invalid_values_with_reasons(tiny, graph, frames):
     client = tiny["params"]
     for values, words in (({"max_rate": -1.0}, "max_rate"), ({"crop_mode": "zoom"}, "crop_mode must be"),
-                          ({"bundle": "/tmp/other"}, "does not exist"), ({"max_rate": -3}, "max_rate must be in")):
+                          ({"bundle": "/tmp/other"}, "not found"), ({"max_rate": -3}, "max_rate must be in")):
         result = set_params(graph, client, **values)[0]
         assert not result.successful, values
         assert words in result.reason, (values, result.reason)
@@ -275,7 +275,7 @@ def test_missing_bundle_exits_nonzero_with_one_clear_message(tmp_path):
     try:
         assert node.process.wait(timeout=30) == 1
         log = node.log()
-        assert "cannot configure" in log and "does not exist" in log and "Traceback" not in log
+        assert "cannot configure" in log and "not found" in log and "Traceback" not in log
     finally:
         node.stop()
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from sage_ros.atomic import atomic_write_json, atomic_write_text
 
 from .checkpoints import architecture_of, save_model
+from .report import training_data_words
 
 
 def write_run_outputs(model, run_dir, cfg, stats, metrics, job="train", extra: dict | None = None) -> None:
@@ -37,7 +38,7 @@ def report_markdown(report: dict) -> str:
     lines = [f"# {report['job']}: {report['architecture']} (latent {report['latent_dim']})", "",
              f"- parameters: {report['params']:,}",
              f"- steps: {report['steps']} x batch {report['batch_size']} x {report['world_size']} process(es), "
-             f"{report['train_images']} training images, device {report['config']['device']}",
+             f"{training_data_words(report)}, device {report['config']['device']}",
              f"- training time: {report['train_time_s']:.1f} s ({report['images_per_s']:.0f} images/s)",
              f"- final training loss: {fmt(report['final_loss'])}", "",
              f"Held-out `{report['test_split']}` split ({m['images']} images, deterministic path, [0, 1] range):", "",

@@ -72,10 +72,26 @@ run_pytest() {
   say "$lane" "pytest ${files[*]}"
   SAGE_ROS_TEST_BUNDLES=$REPO/$WORK/bundles PYTHONPATH=$REPO "$python" -m pytest -q -rfEs -p no:cacheprovider \
       "${files[@]}" 2>&1 | tee "$log"
-  local rc=${PIPESTATUS[0]}
-  RESULT[$lane]="$(grep -E '^=* ?[0-9]+ (passed|failed|error|skipped)' "$log" | tail -1 | tr -d '=' | sed 's/^ *//;s/ *$//')"
-  [[ $rc == 0 ]] || { FAILED=1; RESULT[$lane]="FAILED (pytest exit $rc): ${RESULT[$lane]}"; }
+  local rc=${PIPESTATUS[0]} failed
+  RESULT[$lane]=$(closing_line "$log")
+  [[ $rc == 0 ]] && return 0
+  # The DDS tests measure timing; on a loaded machine one can miss (the main lane has the same tests). Failures are
+  # re-run once, loudly: the summary names them, and only a failure that repeats fails the lane.
+  mapfile -t failed < <(grep -E '^(FAILED|ERROR) ' "$log" | cut -d' ' -f2 | sort -u)
+  if (( ${#failed[@]} == 0 || ${#failed[@]} > 3 )); then
+    FAILED=1; RESULT[$lane]="FAILED (pytest exit $rc): ${RESULT[$lane]}"; return 1
+  fi
+  say "$lane" "RERUN once of ${#failed[@]} failed: ${failed[*]}"
+  SAGE_ROS_TEST_BUNDLES=$REPO/$WORK/bundles PYTHONPATH=$REPO "$python" -m pytest -q -rfEs -p no:cacheprovider \
+      "${failed[@]}" 2>&1 | tee "$log.rerun"
+  if [[ ${PIPESTATUS[0]} == 0 ]]; then
+    RESULT[$lane]="${RESULT[$lane]}; FLAKY, passed on rerun: ${failed[*]}"
+  else
+    FAILED=1; RESULT[$lane]="FAILED (pytest exit $rc, again on rerun): ${RESULT[$lane]}; rerun: $(closing_line "$log.rerun")"
+  fi
 }
+
+closing_line() { grep -E '^=* ?[0-9]+ (passed|failed|error|skipped)' "$1" | tail -1 | tr -d '=' | sed 's/^ *//;s/ *$//'; }
 
 # compare_shipped LANE PYTHON: every shipped bundle on real frames against the main venv's outputs
 compare_shipped() {

@@ -123,6 +123,11 @@ def main(argv: list[str] | None = None) -> int:
         text = os_error_text(exc) if exc.errno is not None else _one_line(exc)
         print(f"{prog}: error: {text}", file=sys.stderr)
         return 1
+    except ImportError as exc:  # SIGTERM / Ctrl-C inside a lazy import of a C extension surfaces as ImportError
+        interrupt = exc.__cause__ or exc.__context__
+        if isinstance(interrupt, (SystemExit, KeyboardInterrupt)):
+            raise interrupt from None
+        raise
     except Exception as exc:
         if not _is_user_error(exc):
             raise

@@ -193,3 +193,22 @@ def test_a_terminated_run_leaves_no_output_directory(tmp_path):
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signal.SIGTERM and "Traceback" not in err, err
     assert not out.exists()
+
+
+def test_a_signal_inside_a_lazy_import_still_exits_as_the_signal(monkeypatch, tmp_path):
+    """SIGTERM landing while a C extension initialises (onnxruntime's import) reaches Python as an ImportError
+    raised from the SystemExit: the CLI exits with the signal's code, not a traceback of the import."""
+    import signal
+
+    from sage_ros.compression import evaluate_cmd
+
+    def interrupted_import(args):
+        try:
+            raise SystemExit(128 + signal.SIGTERM)
+        except SystemExit as exc:
+            raise ImportError("initialization failed") from exc
+
+    monkeypatch.setattr(evaluate_cmd, "run", interrupted_import)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["evaluate", "--bundle", "tinyvae_l8_fp32", "--out", str(tmp_path / "eval"), "--no-progress"])
+    assert exit_info.value.code == 128 + signal.SIGTERM

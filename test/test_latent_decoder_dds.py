@@ -171,7 +171,7 @@ def set_bundle(env, path):
 
 def test_bundle_change_publishes_the_new_info_before_the_first_new_latent(env):
     refused = set_bundle(env, env["root"] / "missing")
-    assert not refused.successful and "does not exist" in refused.reason
+    assert not refused.successful and "not found" in refused.reason
     publish_until(env, env["frames"][0], 200)  # still the old model
     assert set_bundle(env, env["tiny32"].path).successful
     latent_msg, recon = publish_until(env, env["frames"][1], 201)

@@ -201,7 +201,7 @@ class Driver:
             try:
                 publisher.publish(msg)
                 stamps.append(stamp)
-            except Exception:  # RCLError on back-to-back large frames: count, continue (DESIGN.md)
+            except Exception:  # RCLError on back-to-back large frames: count, continue (docs/design.md)
                 errors += 1
         return stamps, errors
 

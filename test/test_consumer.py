@@ -12,10 +12,11 @@ import pytest
 from ros_helpers import export_test_bundle
 from sage_ros.runtime.bundle import Bundle, load_bundle
 from sage_ros.runtime.consumer import (BundleNotFound, InfoMismatch, Latent, LatentDecoder, StampPairer, find_bundle,
-                                       latent_from_message, shipped_model_dirs, to_rgb8)
+                                       latent_from_message, shipped_model_dirs)
 from sage_ros.runtime.image_codec import ImageFields
 from sage_ros.runtime.latent_info import InfoError, LatentInfo, info_json, model_info
 from sage_ros.runtime.messages import output_to_image
+from sage_ros.runtime.postprocess import decoded_to_rgb8
 
 
 @pytest.fixture(scope="module")
@@ -148,7 +149,7 @@ def test_shipped_puzzle_bundle_decodes_its_own_codes():
     with LatentDecoder(info) as decoder:
         assert decoder.matched_by == "checksum"
         image = decoder.decode_message(message({"codes": codes[None]}))
-        reference = to_rgb8(decoder.backend.decode(codes[None].astype(np.int64)), (-1.0, 1.0))[0]
+        reference = decoded_to_rgb8(decoder.backend.decode(codes[None].astype(np.int64)), (-1.0, 1.0))[0]
     assert image.shape == (224, 224, 3)
     np.testing.assert_array_equal(image, reference)
 

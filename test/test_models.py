@@ -1,4 +1,4 @@
-"""Architectures are fixed by DESIGN.md: exact parameter counts, shapes, ranges, eval determinism."""
+"""Architectures are fixed by docs/design.md ("Models"): exact parameter counts, shapes, ranges, eval determinism."""
 import pytest
 import torch
 

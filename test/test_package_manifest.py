@@ -1,7 +1,7 @@
 """package.xml resolves with `rosdep install` on Humble, Jazzy and Kilted, and declares what the code imports.
 
 test/data/rosdep_keys.json is a snapshot of ros/rosdistro (commit inside it; regenerate with
-scripts/rosdep_snapshot.py): how each key resolves on each distro's Ubuntu ("ros" = a released ROS package).
+scripts/snapshots/rosdep_snapshot.py): how each key resolves on each distro's Ubuntu ("ros" = a released ROS package).
 """
 import ast
 import json
@@ -48,7 +48,7 @@ def test_every_key_resolves_without_pip(distro):
     keys = declared()
     assert keys, "no dependencies parsed from package.xml"
     unknown = [key for key in keys if key not in SNAPSHOT["keys"]]
-    assert not unknown, f"keys not in the rosdistro snapshot (regenerate with scripts/rosdep_snapshot.py): {unknown}"
+    assert not unknown, f"keys not in the rosdistro snapshot (regenerate with scripts/snapshots/rosdep_snapshot.py): {unknown}"
     unresolved = [key for key in keys if SNAPSHOT["keys"][key][distro] is None]
     assert not unresolved, f"rosdep cannot resolve {unresolved} on {distro}"
     pip = [key for key in keys if isinstance(SNAPSHOT["keys"][key][distro], dict)

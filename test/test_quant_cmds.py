@@ -122,12 +122,12 @@ def test_export_int8_qdq_bundle(run_dir, tmp_path, method):
 
 
 def test_int8_calibration_sweep_measures_on_val_and_picks_the_smallest_loss(run_dir, tmp_path):
-    """scripts/int8_calibration_sweep.py: one row per (target, method), each a real export calibrated on the
+    """scripts/studies/int8_calibration_sweep.py: one row per (target, method), each a real export calibrated on the
     training split and measured on val; the pick per target is the row with the smallest val loss."""
     import importlib.util
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "scripts" / "int8_calibration_sweep.py"
+    path = Path(__file__).resolve().parents[1] / "scripts" / "studies" / "int8_calibration_sweep.py"
     spec = importlib.util.spec_from_file_location("int8_calibration_sweep", path)
     sweep = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(sweep)

@@ -205,7 +205,7 @@ def humble_surface_violations(path: Path) -> list[str]:
 def test_every_rclpy_name_used_exists_on_humble():
     """Static complement of the simulation: every rclpy module / name imported or used as rclpy.x.y in sage_ros/, and
     every Node / LifecycleNode / logger method node classes call, exists in rclpy's humble branch (snapshot:
-    test/data/rclpy_humble_surface.json, made by scripts/rclpy_surface.py)."""
+    test/data/rclpy_humble_surface.json, made by scripts/snapshots/rclpy_surface.py)."""
     files = sorted((REPO / "sage_ros").rglob("*.py"))
     violations = [v for path in files for v in humble_surface_violations(path)]
     assert not violations, "\n".join(violations)

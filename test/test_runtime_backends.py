@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from runtime_helpers import export_seeded, real_frames
-from sage_ros.runtime.backends import (BACKEND_NAMES, BackendError, BackendUnavailable, choose_backend,
+from sage_ros.runtime.backends import (BACKENDS, BackendError, BackendUnavailable, choose_backend,
                                        make_backend, tensorrt_importable)
 from sage_ros.runtime.backends.engine_cache import EngineCache, default_cache_dir, engine_cache_key
 from sage_ros.runtime.backends.onnxruntime_backend import choose_providers
@@ -147,7 +147,7 @@ def test_names_and_devices_are_validated(bundles):
         make_backend(bundles[("TinyVAE", "fp32")], "tflite")
     with pytest.raises(ValueError, match="device must be"):
         make_backend(bundles[("TinyVAE", "fp32")], "onnxruntime", device="gpu0")
-    assert BACKEND_NAMES == ("auto", "onnxruntime", "tensorrt", "torch")
+    assert BACKENDS == ("auto", "onnxruntime", "tensorrt", "torch")
 
 
 def test_auto_selection_rules():

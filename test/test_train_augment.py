@@ -8,8 +8,10 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from sage_ros.compression.augment import AugmentConfig, OnlineCrops, TrainSources, colour_jitter, sample_window
-from sage_ros.compression.train import (ACTIVE_KL_NATS, TrainConfig, evaluate_reconstruction, fit,
-                                        gaussian_vae_loss, held_out_curve, sigma_vae_nll, train)
+from sage_ros.compression.held_out import ACTIVE_KL_NATS, evaluate_reconstruction, held_out_curve
+from sage_ros.compression.losses import gaussian_vae_loss, sigma_vae_nll
+from sage_ros.compression.train import fit, train
+from sage_ros.compression.train_config import TrainConfig
 from sage_ros.compression.checkpoints import load_checkpoint
 from sage_ros.compression.datasets import synthetic_images
 from sage_ros.data import data_root
@@ -226,7 +228,7 @@ def test_train_initialises_the_linear_path_from_training_images(tmp_path):
 def test_weight_ema_warms_up_instead_of_remembering_the_initial_weights():
     """After 50 updates toward 1.0 from 0.0, a fixed-0.999 EMA would still be at 1 - 0.999^50 = 0.05; the warmed-up
     decay tracks the weights early and reaches the full decay later (and leaves integer buffers integral)."""
-    from sage_ros.compression.train import ema_decay_at, make_ema
+    from sage_ros.compression.optim import ema_decay_at, make_ema
 
     assert ema_decay_at(0.999, 0) == pytest.approx(0.1) and ema_decay_at(0.999, 10**6) == 0.999
     assert ema_decay_at(0.999, 100) < ema_decay_at(0.999, 1000) < 0.999

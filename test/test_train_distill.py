@@ -11,7 +11,8 @@ from sage_ros.compression.checkpoints import CheckpointError, load_model
 from sage_ros.compression.datasets import synthetic_images
 from sage_ros.compression.distill import (VGG16_CFG, DistillConfig, DistillStudent, VGG16Features,
                                           distill_loss_fn, feature_loss, load_projection)
-from sage_ros.compression.train import TrainConfig, make_optimizer
+from sage_ros.compression.optim import make_optimizer
+from sage_ros.compression.train_config import TrainConfig
 from sage_ros.models import StandardVAE, TinyVAE32
 
 

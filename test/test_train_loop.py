@@ -15,8 +15,11 @@ from safetensors.torch import load_file
 from sage_ros.compression.checkpoints import CheckpointError, load_checkpoint, load_model, read_meta
 from sage_ros.compression.datasets import synthetic_images, to_model_input
 from sage_ros.compression.progress import read_progress
-from sage_ros.compression.train import (TrainConfig, evaluate_reconstruction, gaussian_vae_loss, kl_weight,
-                                        lr_lambda, train)
+from sage_ros.compression.held_out import evaluate_reconstruction
+from sage_ros.compression.losses import gaussian_vae_loss, kl_weight
+from sage_ros.compression.optim import lr_lambda
+from sage_ros.compression.train import train
+from sage_ros.compression.train_config import TrainConfig
 from sage_ros.models import TinyVAE32, VisionPuzzleVAE
 
 REPO = Path(__file__).resolve().parents[1]

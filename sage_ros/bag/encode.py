@@ -27,6 +27,7 @@ from sage_ros.runtime.image_codec import ImageConversionError, ImageFields
 from sage_ros.runtime.latent_info import info_json, model_info
 from sage_ros.runtime.messages import output_to_image, output_topic_kind
 from sage_ros.runtime.preprocess import CROP_MODES, Preprocessor
+from sage_ros.runtime.settings import BACKENDS
 
 IMAGE = "sensor_msgs/msg/Image"
 STRING = "std_msgs/msg/String"
@@ -176,7 +177,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="image topic: sensor_msgs/Image or .../compressed (default: the bag's first Image topic)")
     parser.add_argument("--out-topic", default=None,
                         help="output topic (default: <input namespace>/latent, or /puzzle for VisionPuzzleVAE)")
-    parser.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "tensorrt", "torch"))
+    parser.add_argument("--backend", default="auto", choices=BACKENDS)
     parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
     parser.add_argument("--batch", type=int, default=16, help="frames per backend call (default 16)")
     parser.add_argument("--crop", default="resize", choices=CROP_MODES, help="how a frame becomes the model input")

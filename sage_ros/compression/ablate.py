@@ -29,7 +29,8 @@ from sage_ros.models import TinyVAE, build_model
 from .checkpoints import MODEL_FILE, load_model
 from .datasets import load_images
 from .progress import ProgressWriter
-from .train import TrainConfig, train
+from .train import train
+from .train_config import TrainConfig
 
 LATENTS = (4, 8, 16, 32, 64)
 PRECISIONS = ("fp32", "int8", "int4")
@@ -144,7 +145,7 @@ def ablate(cfg: TrainConfig, run_dir: str | Path, acfg: AblationConfig | None = 
            test_images=None) -> dict:
     acfg = acfg or AblationConfig()
     run_dir = Path(run_dir)
-    from .train import training_stream
+    from .batches import training_stream
     if train_images is None and not all((run_dir / f"L{n}" / MODEL_FILE).exists() for n in acfg.latents):
         train_images = training_stream(cfg, TinyVAE.image_size)
     views = {}

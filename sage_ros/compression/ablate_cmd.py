@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from .ablate import AblationConfig, ablate
-    from .train import cancel_on_sigterm, cleanup_distributed
+    from .distributed import cancel_on_sigterm, cleanup_distributed
 
     cancel_on_sigterm()
 

@@ -101,3 +101,41 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dic
         return torch.load(path, map_location=device, weights_only=True)
     except Exception as exc:  # a truncated file cannot happen (atomic writes), a foreign one can
         raise CheckpointError(f"cannot load checkpoint {path}: {exc}") from None
+
+
+def save_training_checkpoint(path, module, optimizer, scheduler, step, signature, elapsed_s, ema=None, points=()):
+    """The resumable state of a training run (model, optimizer, scheduler, step, RNG states, EMA, curve)."""
+    state = {"model": module.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+             "step": step, "signature": signature, "elapsed_s": float(elapsed_s),
+             "rng_cpu": torch.get_rng_state(), "curve": list(points)}
+    if ema is not None:
+        state["ema"] = ema.state_dict()
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["rng_cuda"] = torch.cuda.get_rng_state()
+    save_checkpoint(path, state)
+
+
+def resume_training(path, module, optimizer, scheduler, signature, device, seed, rank, ema=None) -> tuple[int, float, list]:
+    """Load save_training_checkpoint's state into a fresh run -> (step, elapsed seconds, curve points); (0, 0.0, [])
+    when there is no checkpoint. A checkpoint of a different run (signature) is refused."""
+    ckpt = load_checkpoint(path, device="cpu")
+    if ckpt is None:
+        return 0, 0.0, []
+    if ckpt.get("signature") != signature:
+        raise CheckpointError(f"{path} belongs to a different run ({ckpt.get('signature')} vs {signature}); "
+                              "use a fresh run directory or delete the checkpoint")
+    module.load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    scheduler.load_state_dict(ckpt["scheduler"])
+    if ema is not None:
+        if "ema" not in ckpt:
+            raise CheckpointError(f"{path} was written without --ema; resume with the same options")
+        ema.load_state_dict(ckpt["ema"])
+    step = int(ckpt["step"])
+    if rank == 0:  # rank 0 continues its exact random stream; other ranks reseed deterministically
+        torch.set_rng_state(ckpt["rng_cpu"])
+        if "rng_cuda" in ckpt and device.type == "cuda":
+            torch.cuda.set_rng_state(ckpt["rng_cuda"])
+    else:
+        torch.manual_seed(seed + rank + 7919 * step)
+    return step, float(ckpt.get("elapsed_s", 0.0)), list(ckpt.get("curve", []))

@@ -38,10 +38,14 @@ from sage_ros.atomic import atomic_path, atomic_write_json, atomic_write_text
 from sage_ros.models import StandardVAE, TinyVAE32
 from sage_ros.models.common import kl_divergence
 
+from .batches import curve_images, training_stream
 from .checkpoints import MODEL_FILE, CheckpointError, load_model
 from .datasets import load_images
-from .train import (TrainConfig, curve_images, distributed_context, evaluate_reconstruction, fit, held_out_curve,
-                    train, training_stream, write_run_outputs)
+from .distributed import distributed_context
+from .held_out import evaluate_reconstruction, held_out_curve
+from .train import fit, train
+from .train_config import TrainConfig
+from .train_report import write_run_outputs
 
 IMAGE_SIZE = 32
 

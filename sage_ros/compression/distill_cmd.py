@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from .distill import DistillConfig, distill
-    from .train import cancel_on_sigterm, cleanup_distributed
+    from .distributed import cancel_on_sigterm, cleanup_distributed
 
     cancel_on_sigterm()
 

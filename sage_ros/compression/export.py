@@ -1,4 +1,4 @@
-"""Write a model bundle: encoder.onnx + decoder.onnx + model.safetensors + bundle.json (DESIGN.md "Model bundle").
+"""Write a model bundle: encoder.onnx + decoder.onnx + model.safetensors + bundle.json (docs/design.md "Model bundle").
 
 Choices (documented in docs/runtime.md):
 - ONNX via the TorchScript exporter (`torch.onnx.export(..., dynamo=False)`) at an explicit opset (17 by default):

@@ -18,6 +18,8 @@ import math
 import torch
 from torch import nn
 
+from .rounding import search_scales
+
 DAMP = 0.01  # fraction of mean(diag(H)) added to the diagonal: keeps the Cholesky factorisation stable
 
 
@@ -61,8 +63,6 @@ def inverse_hessian_cholesky(h: torch.Tensor) -> torch.Tensor:
 def gptq_rows(rows: torch.Tensor, hessian: torch.Tensor, cfg, hinv: torch.Tensor | None = None) -> dict:
     """GPTQ-quantize a Linear weight (out x in). Returns {"values": int (out x in), "scale": fp32 (out x groups,
     fp16-representable), "deq": the dequantized weight}. `hinv`: inverse_hessian_cholesky(hessian), if known."""
-    from .quantize import search_scales
-
     w = rows.detach().double().clone()
     w[:, torch.diag(hessian) == 0] = 0.0  # inputs that never fire: their weights cannot matter
     n_out, fan_in = w.shape

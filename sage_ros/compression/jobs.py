@@ -28,7 +28,7 @@ MULTI_VALUE_OPTIONS = {"latents"}  # argparse nargs="+": one option, several val
 # The options a job file may set, per job kind, and what each value is: "path" (confined to the workspace by
 # the compression_node), "value" (a plain value), "flag" (true/false), "paths" (repeatable path), "values"
 # (nargs="+"). Written out rather than read from the verbs' argparse parsers because those import torch, which
-# the compression_node must not; test_hardening_jobs checks every entry against the real parsers. An option
+# the compression_node must not; test/test_jobs_allow_list.py checks every entry against the real parsers. An option
 # that is not here (or a key spelled so that it is not, e.g. 'run-dir=/tmp/x') is refused.
 _V, _P, _F = "value", "path", "flag"
 _DATA = {"data": _V, "data-path": _P, "topic": _V, "limit": _V}

@@ -1,6 +1,6 @@
 """Progress of a long job, written atomically to <run_dir>/progress.json for the compression_node to publish.
 
-Schema (DESIGN.md offline contract): {"job", "phase", "step", "total", "loss", "images_per_s", "eta_s",
+Schema (docs/design.md "Offline contract"): {"job", "phase", "step", "total", "loss", "images_per_s", "eta_s",
 "done", "error"}. Writes are throttled to at most ~2 per second; `finish` and `fail` always write.
 No torch here so that a ROS node can read/poll progress cheaply.
 """

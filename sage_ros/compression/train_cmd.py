@@ -82,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
 
     from sage_ros.models import build_model
 
-    from .train import cancel_on_sigterm, cleanup_distributed, train
+    from .distributed import cancel_on_sigterm, cleanup_distributed
+    from .train import train
 
     cancel_on_sigterm()
 

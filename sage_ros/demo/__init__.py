@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 from sage_ros.atomic import atomic_path, atomic_write_json, atomic_write_text
+from sage_ros.runtime.settings import BACKENDS
 
 from .common import (BIN, COMPRESSED_TOPIC, DIAGNOSTICS_TOPIC, ENCODER_READY_LOG, RAW_TOPIC, REPO,  # noqa: F401
                      TINYVAE_PRECISIONS, UNTRAINED_MARK, DemoError)
@@ -59,7 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--transport", default="raw", choices=("raw", "compressed"),
                         help="raw: /camera/image_raw (20 s, rgb8); compressed: /camera/image_raw/compressed (the "
                              "whole 79.5 s video as JPEG; use --start-offset, e.g. 60) with input_transport:=compressed")
-    parser.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "tensorrt", "torch"))
+    parser.add_argument("--backend", default="auto", choices=BACKENDS)
     parser.add_argument("--rows", type=int, default=5, help="frames on the contact sheet (default 5)")
     parser.add_argument("--domain-id", type=int, default=None,
                         help="ROS_DOMAIN_ID for the demo's processes (default: $ROS_DOMAIN_ID, else one of its own)")

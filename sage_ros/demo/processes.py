@@ -118,7 +118,7 @@ class ProcessGroup:
 def child_env(domain_id: int | None = None, large_data: bool = False) -> dict[str, str]:
     """The children's environment: localhost-only discovery (a demo must not publish onto a robot's graph),
     an own ROS domain unless one is set, unbuffered logs (readiness is read from them), and optionally Fast
-    DDS's LARGE_DATA transports (shared memory + TCP; DESIGN.md: ~3-4x lower latency for large images)."""
+    DDS's LARGE_DATA transports (shared memory + TCP; lower latency for large images: docs/design.md, BENCHMARKS.md)."""
     env = dict(os.environ)
     if large_data:
         env["FASTDDS_BUILTIN_TRANSPORTS"] = "LARGE_DATA"

@@ -1,6 +1,7 @@
-"""nn.Module definitions only. Imports torch and nothing else of sage_ros.
+"""nn.Module definitions, and the quantized-weights file format (quantized.py) that rebuilds them.
+Imports torch and, of sage_ros, only the leaf helper sage_ros.atomic.
 
-Architectures are fixed by DESIGN.md; parameter counts are asserted in test/test_models.py.
+Architectures are fixed by docs/design.md ("Models"); parameter counts are asserted in test/test_models.py.
 """
 from .tinyvae import TinyVAE
 from .tinyvae32 import TinyVAE32
@@ -11,14 +12,14 @@ from .puzzle_vae import VisionPuzzleVAE
 ARCHITECTURES = {
     "TinyVAE": TinyVAE,
     "TinyVAE32": TinyVAE32,
-    "TinyVAELinSkip": TinyVAELinSkip,  # variant beside the seed (DESIGN.md: same interface, own name and bundle)
+    "TinyVAELinSkip": TinyVAELinSkip,  # variant beside the seed (docs/design.md: same interface, own name and bundle)
     "StandardVAE": StandardVAE,
     "VisionPuzzleVAE": VisionPuzzleVAE,
 }
 
 
 def build_model(architecture: str, latent_dim: int | None = None):
-    """Construct a model by its DESIGN.md name; `latent_dim` None keeps the architecture's default."""
+    """Construct a model by its architecture name (docs/design.md); `latent_dim` None keeps the architecture's default."""
     try:
         cls = ARCHITECTURES[architecture]
     except KeyError:

@@ -157,22 +157,11 @@ class CompressionNode(Node):
 
 
 def main(args=None) -> int:
-    try:
-        rclpy.init(args=args)
-    except RuntimeError as err:  # RCLError: e.g. a --params-file that does not exist or does not parse
-        print(f"[compression_node] cannot start: {str(err).split(', at ')[0]} (check --ros-args, e.g. that the "
-              "--params-file exists and is valid YAML)", file=sys.stderr)
-        return 2
-    node = CompressionNode()
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    finally:
-        node.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    """Run the compression node until Ctrl-C / SIGTERM. Exit codes: 0 ok, 2 invalid parameters (or arguments
+    rclpy cannot parse, e.g. a missing --params-file)."""
+    from sage_ros.ros.run import run_node
+
+    return run_node("compression_node", CompressionNode, args, close=CompressionNode.shutdown)
 
 
 if __name__ == "__main__":

@@ -235,24 +235,11 @@ class LatentDecoderNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    """Run the decoder until Ctrl-C / SIGTERM. Exit codes: 0 ok, 2 invalid parameters."""
-    rclpy.init(args=args)
-    node = None
-    try:
-        try:
-            node = LatentDecoderNode()
-        except ParameterException as err:
-            print(f"[latent_decoder] invalid parameter: {err}", file=sys.stderr)
-            return 2
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.close()
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    """Run the decoder until Ctrl-C / SIGTERM. Exit codes: 0 ok, 2 invalid parameters (or arguments rclpy
+    cannot parse, e.g. a missing --params-file)."""
+    from sage_ros.ros.run import run_node
+
+    return run_node("latent_decoder", LatentDecoderNode, args, close=LatentDecoderNode.close)
 
 
 if __name__ == "__main__":

@@ -453,41 +453,14 @@ class EncoderNode(LifecycleNode):
             self.get_logger().warning(f"diagnostics publish failed: {err}", throttle_duration_sec=THROTTLE_S)
 
 
-def init_rclpy_or_explain(args: list[str] | None, name: str) -> bool:
-    """rclpy.init; False after one clear line on stderr when it fails (a --params-file that does not exist or
-    does not parse raises RCLError, a RuntimeError, from deep inside rcl)."""
-    try:
-        rclpy.init(args=args)
-    except RuntimeError as err:
-        print(f"[{name}] cannot start: {str(err).split(', at ')[0]} (check --ros-args, e.g. that the "
-              "--params-file exists and is valid YAML)", file=sys.stderr)
-        return False
-    return True
-
-
 def main(args: list[str] | None = None, preset: str = "tinyvae") -> int:
     """Run one encoder node until Ctrl-C / SIGTERM. Exit codes: 0 ok, 1 configure/activate failed (autostart),
     2 invalid parameters (or arguments rclpy cannot parse, e.g. a missing --params-file)."""
-    if not init_rclpy_or_explain(args, PRESETS[preset].node_name):
-        return 2
-    node = None
-    try:
-        try:
-            node = EncoderNode(preset)
-        except ParameterException as err:
-            print(f"[{PRESETS[preset].node_name}] invalid parameter: {err}", file=sys.stderr)
-            return 2
-        if node.get_parameter("autostart").value and not node.autostart():
-            return 1
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.on_shutdown(None)
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    from sage_ros.ros.run import run_node
+
+    return run_node(PRESETS[preset].node_name, lambda: EncoderNode(preset), args,
+                    start=lambda node: not node.get_parameter("autostart").value or node.autostart(),
+                    close=lambda node: node.on_shutdown(None))
 
 
 def main_tinyvae(args: list[str] | None = None) -> int:

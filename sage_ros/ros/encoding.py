@@ -12,8 +12,8 @@ import numpy as np
 
 from sage_ros.runtime.image_codec import (DEFAULT_MAX_PIXELS, ImageConversionError, check_compressed, check_image,
                                           decode_compressed, image_msg_to_rgb8, image_to_numpy, numpy_to_image)
-from sage_ros.runtime.consumer import to_rgb8  # the latent_decoder's own: robot and operator images agree
 from sage_ros.runtime.messages import output_to_image
+from sage_ros.runtime.postprocess import decoded_to_rgb8  # the latent_decoder's too: robot and operator images agree
 from sage_ros.runtime.preprocess import Preprocessor
 
 
@@ -88,7 +88,7 @@ def output_messages(outputs: dict[str, np.ndarray], headers: Sequence[Any]) -> l
 def reconstruction_messages(backend, outputs: dict[str, np.ndarray], headers: Sequence[Any]) -> list[Any]:
     """Decode mu (or the codes) and render rgb8 Images at the model's resolution."""
     z = outputs["codes"] if "codes" in outputs else outputs["mu"]
-    images = to_rgb8(backend.decode(z), backend.bundle.input_range)
+    images = decoded_to_rgb8(backend.decode(z), backend.bundle.input_range)
     return [numpy_to_image(image, "rgb8", header=header) for image, header in zip(images, headers)]
 
 
@@ -161,4 +161,4 @@ class Pending:
 
 __all__ = ["ImageConversionError", "decode_min_size", "frame_from_message", "admission_error", "first_decodable",
            "encode_frames", "output_messages",
-           "reconstruction_messages", "to_rgb8", "LatestFrameSlots", "Pending"]
+           "reconstruction_messages", "LatestFrameSlots", "Pending"]

@@ -10,16 +10,13 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-# = sage_ros.runtime.image_codec.DEFAULT_MAX_PIXELS (not imported: this module stays free of cv2/numpy; a test
-# checks they agree).
-DEFAULT_MAX_PIXELS = 4096 * 4096
+from sage_ros.runtime.settings import BACKENDS, CROP_MODES, DEFAULT_MAX_PIXELS
+
 # Bundle each executable loads when `bundle` is empty: directory names under the shipped models/
 # (share/sage_ros/models). fp32: onnxruntime runs TinyVAE's int8 QDQ graph slower than fp32 on a CPU, fp32
 # puzzle codes are exactly the evaluated model's, and TensorRT builds an FP16 engine from fp32 ONNX on a Jetson
 # (docs/ros.md). Kept here (no rclpy) so bench/ and the tests read the same names.
 DEFAULT_BUNDLES = {"tinyvae": "tinyvae_l64_fp32", "puzzle": "puzzle_l64_fp32"}
-BACKENDS = ("auto", "onnxruntime", "tensorrt", "torch")
-CROP_MODES = ("resize", "center", "letterbox", "motion")
 TRANSPORTS = ("raw", "compressed")
 RELIABILITIES = ("best_effort", "reliable")
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")

@@ -1,4 +1,4 @@
-"""Load and verify a model bundle directory (DESIGN.md "Model bundle"). numpy-free, torch-free, rclpy-free.
+"""Load and verify a model bundle directory (docs/design.md "Model bundle"). numpy-free, torch-free, rclpy-free.
 
 `load_bundle(path)` checks, in order: bundle.json parses and has the fixed keys; architecture, precision and input
 range are known and consistent; every file listed under `files` exists and has the recorded sha256 (and
@@ -19,7 +19,7 @@ REQUIRED_KEYS = ("name", "architecture", "precision", "input", "latent_shape", "
 PRECISIONS = ("fp32", "fp16", "int8", "int4")
 GAUSSIAN_ARCHITECTURES = ("TinyVAE", "TinyVAELinSkip", "TinyVAE32")
 VQ_ARCHITECTURES = ("VisionPuzzleVAE",)
-# The input range each architecture was trained in (DESIGN.md): a bundle claiming another one is wrong.
+# The input range each architecture was trained in (docs/design.md "Models"): a bundle claiming another one is wrong.
 ARCHITECTURE_RANGE = {"TinyVAE": (0.0, 1.0), "TinyVAELinSkip": (0.0, 1.0), "TinyVAE32": (0.0, 1.0), "VisionPuzzleVAE": (-1.0, 1.0)}
 # ONNX TensorProto element types we accept, by name.
 _ONNX_DTYPES = {1: "float32", 10: "float16", 7: "int64", 6: "int32", 2: "uint8"}

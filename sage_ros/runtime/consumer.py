@@ -22,9 +22,10 @@ import numpy as np
 from .bundle import BUNDLE_FILE, Bundle, BundleError, load_bundle
 from .image_codec import ImageConversionError, image_to_numpy
 from .latent_info import InfoError, LatentInfo
+from .postprocess import decoded_to_rgb8
 
 __all__ = ["InfoError", "InfoMismatch", "BundleNotFound", "Latent", "LatentInfo", "LatentDecoder", "StampPairer",
-           "latent_from_message", "find_bundle", "shipped_model_dirs", "stamp_ns", "to_rgb8"]
+           "latent_from_message", "find_bundle", "shipped_model_dirs", "stamp_ns"]
 
 
 class InfoMismatch(ValueError):
@@ -70,13 +71,6 @@ def latent_from_message(msg: Any, info: LatentInfo) -> Latent:
             raise InfoMismatch(f"code {int(codes.max())} outside 0..{info['codes'] - 1} of {info.model}")
         return Latent(codes=codes)
     return Latent(mu=np.array(array[0], dtype=np.float32), logvar=np.array(array[1], dtype=np.float32))
-
-
-def to_rgb8(images_nchw: np.ndarray, input_range: tuple[float, float]) -> np.ndarray:
-    """Decoder output N x 3 x H x W in [lo, hi] -> N x H x W x 3 uint8 (clipped, rounded half up)."""
-    lo, hi = input_range
-    scaled = (np.asarray(images_nchw, np.float32) - lo) * (255.0 / (hi - lo))
-    return np.ascontiguousarray(np.clip(scaled + 0.5, 0, 255).astype(np.uint8).transpose(0, 2, 3, 1))
 
 
 def shipped_model_dirs() -> list[Path]:
@@ -173,7 +167,7 @@ class LatentDecoder:
         single = isinstance(latents, Latent)
         batch = [latents] if single else list(latents)
         z = np.stack([latent.z for latent in batch])
-        images = to_rgb8(self.backend.decode(z.astype(np.int64) if self.info.is_puzzle else z),
+        images = decoded_to_rgb8(self.backend.decode(z.astype(np.int64) if self.info.is_puzzle else z),
                          self.bundle.input_range)
         return images[0] if single else images
 

@@ -30,6 +30,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from .settings import DEFAULT_MAX_PIXELS  # re-exported: the codec's default bound
+
 try:  # strict JPEG decoding (libjpeg-turbo warnings as errors); optional, OpenCV is the fallback
     import simplejpeg as _simplejpeg
 except ImportError:  # pragma: no cover - requirements.txt installs it
@@ -291,10 +293,6 @@ def reduction_factor(frame_size: tuple[int, int], min_size: int | tuple[int, int
     return 1
 
 
-# Default most pixels a frame may declare (sensor_msgs width x height, or a PNG/JPEG header): 4096 x 4096, i.e.
-# every common camera up to 16 MP (4K UHD 8.3 MP, 12 MP machine-vision sensors) passes, while a full-size
-# decode of the largest accepted frame stays at 48 MiB of RGB. The encoder node's `max_input_pixels` sets it.
-DEFAULT_MAX_PIXELS = 4096 * 4096
 
 
 def _check_pixels(height: int, width: int, max_pixels: int | None, what: str) -> None:

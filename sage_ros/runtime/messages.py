@@ -1,4 +1,4 @@
-"""Encoder outputs <-> the sensor_msgs/Image fields the encoder node publishes (DESIGN.md "Topics").
+"""Encoder outputs <-> the sensor_msgs/Image fields the encoder node publishes (docs/design.md "Topics").
 
 One definition shared by the live encoder node and by `sage-ros bag encode`, so a latent recorded live and one
 encoded offline are the same message:

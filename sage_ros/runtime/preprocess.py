@@ -19,8 +19,7 @@ import cv2
 import numpy as np
 
 from .image_codec import ImageConversionError
-
-CROP_MODES = ("resize", "center", "letterbox", "motion")
+from .settings import CROP_MODES
 # Frame differencing runs on a copy whose long side is at most this many pixels: ~1 ms from VGA instead of ~8.
 MOTION_ANALYSIS_SIDE = 160
 

@@ -12,9 +12,8 @@ import importlib.util
 from pathlib import Path
 
 from ..bundle import Bundle, load_bundle
+from ..settings import BACKENDS
 from .base import Backend, BackendError, BackendUnavailable, log, parse_device
-
-BACKEND_NAMES = ("auto", "onnxruntime", "tensorrt", "torch")
 
 
 def tensorrt_importable() -> bool:
@@ -40,8 +39,8 @@ def resolve_device(device: str) -> str:
 def choose_backend(name: str, device: str, *, tensorrt_ok: bool | None = None) -> str:
     """The concrete backend "auto" stands for: tensorrt when the device is a GPU and TensorRT + a GPU are
     usable, else onnxruntime (which itself uses the TensorRT / CUDA execution providers when present)."""
-    if name not in BACKEND_NAMES:
-        raise ValueError(f"backend must be one of {BACKEND_NAMES}, got {name!r}")
+    if name not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {name!r}")
     if name != "auto":
         return name
     kind, _ = parse_device(device)
@@ -91,5 +90,5 @@ def _only(options: dict, *names: str) -> dict:
     return {k: v for k, v in options.items() if k in names}
 
 
-__all__ = ["Backend", "BackendError", "BackendUnavailable", "BACKEND_NAMES", "make_backend", "choose_backend",
+__all__ = ["Backend", "BackendError", "BackendUnavailable", "BACKENDS", "make_backend", "choose_backend",
            "resolve_device", "tensorrt_importable", "parse_device"]

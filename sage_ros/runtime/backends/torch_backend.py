@@ -4,7 +4,7 @@ when this backend is made, so the runtime package stays torch-free.
 
 fp16 bundles still run the float32 reference weights here (export keeps them), so torch-vs-onnxruntime parity
 of an fp16 bundle measures the fp16 error itself. A bundle whose bundle.json says
-`"torch_weights_format": "sage_ros.quantized"` is loaded with sage_ros.compression.quantize.load_quantized.
+`"torch_weights_format": "sage_ros.quantized"` is loaded with sage_ros.models.quantized.load_quantized.
 """
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ class TorchBackend(Backend):
     def _load_model(self, weights):
         meta = self.bundle.meta
         if meta.get("torch_weights_format") == "sage_ros.quantized":
-            from sage_ros.compression.quantize import load_quantized
+            from sage_ros.models.quantized import load_quantized
             return load_quantized(weights).float()
         from safetensors.torch import load_file
         from sage_ros.models import build_model

@@ -4,7 +4,7 @@ TinyVAELinSkip with its conv decoder widened (64 -> 128 -> 64 -> 3 channels inst
 9x the seed decoder's multiply-adds; the encoder and latent are unchanged), trained with the same recipe as
 runs/i13/lin_L{L}_b0.001 and compared with that run's val curve at equal images seen.
 
-    .venv/bin/python scripts/decoder_capacity_probe.py --latent-dim 64 --steps 4000 --run-dir runs/s15/widedec_L64
+    .venv/bin/python scripts/studies/decoder_capacity_probe.py --latent-dim 64 --steps 4000 --run-dir runs/s15/widedec_L64
 """
 from __future__ import annotations
 

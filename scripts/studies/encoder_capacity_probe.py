@@ -12,7 +12,7 @@ what the latent's linear read-out carries. Variants (same input, latent and trai
 Encoder multiply-adds (torch FlopCounterMode, printed): stem = the seed's + 0.40 M (L=8: 1.8x, L=64: 1.4x the
 seed, inside the issue's 2x cap). Each run's val curve is compared with the reference run's at equal steps.
 
-    .venv/bin/python scripts/encoder_capacity_probe.py --variant stem --latent-dim 64 --run-dir runs/s16/stem_L64
+    .venv/bin/python scripts/studies/encoder_capacity_probe.py --variant stem --latent-dim 64 --run-dir runs/s16/stem_L64
 """
 from __future__ import annotations
 

@@ -3,9 +3,9 @@
 For each trained run and each INT8 graph the TinyVAE bundles ship (`symmetric`: the default export, int8 activations,
 as tinyvae_l*_int8; `cpu`: `--int8-target cpu`, uint8 activations, as tinyvae_l64_int8_cpu) and calibration method, `sage-ros export --precision int8` calibrates on TRAINING crops and measures the bundle on the VAL split
 (`delta_psnr` against the float torch model). The pick per (run, target) is the method with the smallest val loss;
-scripts/ship_tinyvae.sh then exports the shipped bundles with it (calibrated on val, reported on test, as always).
+scripts/shipping/ship_tinyvae.sh then exports the shipped bundles with it (calibrated on val, reported on test, as always).
 
-    .venv/bin/python scripts/int8_calibration_sweep.py --runs runs/i13/ablate_TinyVAE/L8 runs/i13/ablate_TinyVAE/L64 \
+    .venv/bin/python scripts/studies/int8_calibration_sweep.py --runs runs/i13/ablate_TinyVAE/L8 runs/i13/ablate_TinyVAE/L64 \
         --out models/reports/tinyvae/int8_calibration
 """
 from __future__ import annotations
@@ -69,7 +69,7 @@ def main(argv=None) -> int:
     lines = ["# INT8 calibration method, chosen on the val split", "",
              f"Calibration: {args.calibration_count} training crops; measured: the val split, PSNR of the INT8 "
              "bundle (onnxruntime CPU) minus the float torch model's. Command: "
-             f"`scripts/int8_calibration_sweep.py {' '.join(argv if argv is not None else sys.argv[1:])}`",
+             f"`scripts/studies/int8_calibration_sweep.py {' '.join(argv if argv is not None else sys.argv[1:])}`",
              "", "| run | target | method | val ΔPSNR (dB) | μ cosine | pick |", "|---|---|---|---|---|---|"]
     for row in rows:
         pick = "**pick**" if picks[f"{row['run']} {row['target']}"] is row else ""

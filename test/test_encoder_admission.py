@@ -16,7 +16,7 @@ from hypothesis import given, settings, strategies as st
 from sage_ros.ros.encoding import (FALLBACK_DEPTH, LatestFrameSlots, Pending, admission_error, first_decodable,
                                    frame_from_message)
 from sage_ros.runtime.image_codec import ENCODINGS, encode_compressed, image_msg_to_rgb8, numpy_to_image
-from test_hardening_codec import jpeg_bomb, png_bomb
+from test_image_codec_robustness import jpeg_bomb, png_bomb
 
 MAX_PIXELS = 64 * 64
 

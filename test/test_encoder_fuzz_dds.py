@@ -20,7 +20,7 @@ from sensor_msgs.msg import CompressedImage, Image
 from ros_helpers import NodeProcess, TestGraph, camera_frames, export_test_bundle, header, stamp_of, wait_for
 from sage_ros.ros.diagnostics import status_values
 from sage_ros.runtime.image_codec import encode_compressed, numpy_to_image
-from test_hardening_codec import jpeg_bomb, png_bomb
+from test_image_codec_robustness import jpeg_bomb, png_bomb
 
 ROUNDS = 80
 PERIOD_S = 0.05

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # TinyVAE-family shipping pipeline (CPU): trained runs -> latent ablations with PCA rows -> bundles -> reports.
 #
-#   scripts/ship_tinyvae.sh            # ROOT=runs/s16 (see models/reports/tinyvae/COMMANDS_train.md for the train runs)
+#   scripts/shipping/ship_tinyvae.sh            # ROOT=runs/s16 (see models/reports/tinyvae/COMMANDS_train.md for the train runs)
 #
 # Expects, under $ROOT, ordinary `sage-ros train` run directories:
 #   seed_L{n}_b0.001/   TinyVAE        (the seed architecture), n in $SEED_LATENTS
@@ -11,10 +11,10 @@
 #    held-out crops + windows + whole frames, the recommendation rule;
 # 2. exports the shipped bundles (seed L = 8 and 64 in fp32 / int8 / int4, TinyVAELinSkip L = 64 int8; int4: GPTQ
 #    Linears + INT8 convolutions), each measured with onnxruntime (--evaluate);
-# 3. the distillation summary over seeds (scripts/distill_summary.py);
+# 3. the distillation summary over seeds (scripts/studies/distill_summary.py);
 # 4. copies the small report files to models/reports/tinyvae/ and records every command.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 PY=${PY:-.venv/bin/python}
 ROOT=${ROOT:-runs/s16}
 MODELS=${MODELS:-models}
@@ -65,7 +65,7 @@ export_bundle() {  # run-dir bundle-name precision (fp32 | int8 | int8_cpu | int
 # tinyvae_l64_int8 is symmetric (onnxruntime and TensorRT); tinyvae_l64_int8_cpu has uint8 activations (closer to
 # fp32 on onnxruntime CPU, not loadable by TensorRT).
 # The seed's INT8 calibration method is the one with the smallest val loss in models/reports/tinyvae/int8_calibration.md
-# (scripts/int8_calibration_sweep.py over the runs under $ROOT: calibrated on training crops, measured on val, the
+# (scripts/studies/int8_calibration_sweep.py over the runs under $ROOT: calibrated on training crops, measured on val, the
 # test split never looked at). For the 30,000-step runs (runs/s16) that is minmax for every graph; the 6,000-step
 # runs (runs/i13) picked percentile 99.999 for the symmetric ones. The variant keeps minmax.
 SEED_INT8_CALIBRATION=(${SEED_INT8_CALIBRATION:---calibrate-method minmax})
@@ -93,7 +93,7 @@ done
 fi
 
 if stage distill && ls -d "$ROOT"/distill_s*/ >/dev/null 2>&1; then
-  run "$PY" scripts/distill_summary.py --out "$REPORTS/distill" "$ROOT"/distill_s*/
+  run "$PY" scripts/studies/distill_summary.py --out "$REPORTS/distill" "$ROOT"/distill_s*/
   student=$("$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))['ship']['run'])" "$REPORTS/distill/summary.json")
   name=tinyvae32_l64_fp32
   case "$student" in */student) name=tinyvae32_l64_distilled_fp32 ;; esac

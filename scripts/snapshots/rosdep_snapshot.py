@@ -1,6 +1,6 @@
 """Snapshot how rosdep resolves sage_ros's dependency keys, read from a clone of github.com/ros/rosdistro.
 
-    python scripts/rosdep_snapshot.py --rosdistro /path/to/rosdistro(.git) [--commit REF] > test/data/rosdep_keys.json
+    python scripts/snapshots/rosdep_snapshot.py --rosdistro /path/to/rosdistro(.git) [--commit REF] > test/data/rosdep_keys.json
 
 For every key in package.xml (plus the pip keys the README names), on Humble (Ubuntu jammy), Jazzy and Kilted
 (Ubuntu noble): "ros" when a released ROS package of that distro (<distro>/distribution.yaml), else the apt
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DISTROS = {"humble": "jammy", "jazzy": "noble", "kilted": "noble"}
 DEPEND_TAGS = ("depend", "build_depend", "buildtool_depend", "exec_depend", "test_depend", "build_export_depend")
 # Keys the README names but package.xml deliberately does not declare (see README, "rosdep keys"), and one that is

@@ -1,7 +1,7 @@
 """Snapshot rclpy's Python surface on one branch (module-level names, and the methods of the classes nodes use),
 read from a clone of github.com/ros2/rclpy, for test/test_ros_humble.py's static check.
 
-    python scripts/rclpy_surface.py --rclpy /path/to/rclpy(.git) --ref humble > test/data/rclpy_humble_surface.json
+    python scripts/snapshots/rclpy_surface.py --rclpy /path/to/rclpy(.git) --ref humble > test/data/rclpy_humble_surface.json
 """
 from __future__ import annotations
 

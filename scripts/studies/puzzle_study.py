@@ -1,8 +1,8 @@
 """Issue 9 study for VisionPuzzleVAE: the codebook sweep (short runs, chosen on the val split), the long run, and
 the summary (tables + curve against the palette baseline) that models/reports/puzzle/README.md is made from.
 
-    .venv/bin/python scripts/puzzle_study.py run --root runs/p9 [--only s1_old s3_grad_km ...]
-    .venv/bin/python scripts/puzzle_study.py summarize --root runs/p9 --out models/reports/puzzle
+    .venv/bin/python scripts/studies/puzzle_study.py run --root runs/p9 [--only s1_old s3_grad_km ...]
+    .venv/bin/python scripts/studies/puzzle_study.py summarize --root runs/p9 --out models/reports/puzzle
 
 Every run is `sage-ros train --model VisionPuzzleVAE` on the online-augmented bundled training stream (fresh
 random-resized crops of the training-split sources every batch), batch 16, lr 2e-3, 1 CPU thread, with a
@@ -17,7 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 COMMON = ["--model", "VisionPuzzleVAE", "--batch-size", "16", "--lr", "0.002", "--threads", "1", "--no-progress",
           "--device", "cpu", "--checkpoint-every", "100"]
 SHORT = ["--eval-every", "100", "--eval-images", "128"]
@@ -109,8 +109,8 @@ def summarize(args) -> int:
                          p["val_codes_used"], f"{p['val_code_perplexity']:.2f}",
                          f"{p.get('train_psnr', float('nan')):.2f}"])
     lines = ["# VisionPuzzleVAE: codebook study and the shipped run (issue 9)", "",
-             "Made by `.venv/bin/python scripts/puzzle_study.py summarize --root runs/p9 --out models/reports/puzzle` "
-             "from runs made by `scripts/puzzle_study.py run` (commands below). All runs: online-augmented "
+             "Made by `.venv/bin/python scripts/studies/puzzle_study.py summarize --root runs/p9 --out models/reports/puzzle` "
+             "from runs made by `scripts/studies/puzzle_study.py run` (commands below). All runs: online-augmented "
              "training crops, batch 16, lr 2e-3 (warm-up + cosine), 1 CPU thread on the shared 2-core machine. "
              "Choices were made on the val split; test is only reported. Not run: an input-normalisation sweep "
              "(the design contract fixes the input to [-1, 1], and the first conv is followed by BatchNorm, which "

@@ -148,7 +148,7 @@ def test_bomb_memory_under_50mb_in_a_fresh_process():
         import resource, sys, time
         from types import SimpleNamespace
         sys.path.insert(0, sys.argv[1])
-        from test_hardening_codec import BOMBS
+        from test_image_codec_robustness import BOMBS
         from sage_ros.runtime.image_codec import ImageConversionError, decode_compressed
         bombs = {name: make() for name, make in BOMBS.items()}
         base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

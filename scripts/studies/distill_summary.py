@@ -3,7 +3,7 @@
 without the teacher, beside PCA-64 at 32 px (fit on the training crops), on the held-out test crops and on
 windows of many sizes from the test sources (as the node sees frames).
 
-    .venv/bin/python scripts/distill_summary.py --out models/reports/tinyvae/distill runs/i13/distill_s0 runs/i13/distill_s1
+    .venv/bin/python scripts/studies/distill_summary.py --out models/reports/tinyvae/distill runs/i13/distill_s0 runs/i13/distill_s1
 
 Each argument is a `sage-ros distill` run directory (student/ and baseline/ inside, same teacher). Writes
 summary.json and summary.md into --out.
@@ -20,7 +20,7 @@ from sage_ros.atomic import atomic_write_json, atomic_write_text
 from sage_ros.compression.augment import held_out_views
 from sage_ros.compression.checkpoints import load_model
 from sage_ros.compression.evaluate import pca_baseline
-from sage_ros.compression.train import evaluate_reconstruction
+from sage_ros.compression.held_out import evaluate_reconstruction
 from sage_ros.data import load_split
 
 

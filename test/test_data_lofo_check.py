@@ -1,4 +1,4 @@
-"""scripts/lofo_check.py on tiny data: model against the baseline fitted on the other half of a held-out family."""
+"""scripts/studies/lofo_check.py on tiny data: model against the baseline fitted on the other half of a held-out family."""
 import importlib.util
 from pathlib import Path
 
@@ -10,7 +10,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def lofo():
-    spec = importlib.util.spec_from_file_location("lofo_check", REPO / "scripts" / "lofo_check.py")
+    spec = importlib.util.spec_from_file_location("lofo_check", REPO / "scripts" / "studies" / "lofo_check.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

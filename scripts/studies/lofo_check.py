@@ -2,8 +2,8 @@
 """Leave-one-family-out check: the shipped models on photographs of a family no model trained on, beside the
 baseline a user could fit on other photos of that family in a minute.
 
-    PYTHONPATH=. .venv/bin/python scripts/lofo_check.py --out models/reports/lofo/shipped      # the shipped bundles
-    PYTHONPATH=. .venv/bin/python scripts/lofo_check.py --bundle tinyvae_l8_fp32=runs/x/bundle --out /tmp/lofo
+    PYTHONPATH=. .venv/bin/python scripts/studies/lofo_check.py --out models/reports/lofo/shipped      # the shipped bundles
+    PYTHONPATH=. .venv/bin/python scripts/studies/lofo_check.py --bundle tinyvae_l8_fp32=runs/x/bundle --out /tmp/lofo
 
 `make data` keeps one whole source family (sage_ros.data.crops.HOLDOUT_FAMILY) out of train, val and test.
 Its photos are split in two halves by file (sage_ros.data.holdout.holdout_halves): PCA-L (TinyVAE, TinyVAE32) or
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 # bundle -> (baseline kind, baseline size): PCA with as many components as latent values, or the puzzle's palette
@@ -166,7 +166,7 @@ def main(argv=None) -> int:
     result.update(family=args.family or splits_info()["holdout_family"],
                   fit_files=[str(f.relative_to(f.parents[1])) for f in fit_files],
                   eval_files=[str(f.relative_to(f.parents[1])) for f in eval_files],
-                  command="scripts/lofo_check.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+                  command="scripts/studies/lofo_check.py " + " ".join(argv if argv is not None else sys.argv[1:]),
                   n_fit=N_FIT, n_eval=N_EVAL, seed=args.seed)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(args.out.with_suffix(".json"), result)

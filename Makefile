@@ -21,7 +21,7 @@ $(STAMP): requirements.txt constraints.txt setup.py
 	phase "installing sage_ros (editable)"; $(PY) -m pip install --quiet --no-deps -e .; \
 	phase "done"; touch $(STAMP)
 
-# Bundled real data: photographs shipped in Debian/PyPI packages + a real-camera rosbag (cached, < 1 min).
+# Bundled real data: photographs and clips shipped in Debian/PyPI packages + a real-camera rosbag (cached; 1-2 min fresh).
 data: $(DATA_STAMP)
 
 $(DATA_STAMP): $(STAMP)

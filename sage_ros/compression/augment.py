@@ -51,6 +51,7 @@ class TrainSources:
         if not photos and not frames:
             raise DataError("no training source images")
         self.photos, self.frames, self.names, self.frame_indices = photos, frames, names, frame_indices
+        self.clips: dict[str, int] = {}  # further clips' frames, appended to `frames` after the main video's
 
     @classmethod
     def load(cls, root=None, split: str = "train", video_stride: int = 2) -> "TrainSources":
@@ -64,11 +65,18 @@ class TrainSources:
         photos = [_read_rgb(root / "sources" / name) for name in names]
         start, stop = splits["video"]["ranges"][split]
         frames, indices = _read_frames(root / "sources" / splits["video"]["file"], start, stop, video_stride)
-        return cls(photos, frames, names, indices)
+        sources = cls(photos, frames, names, indices)
+        for video in splits.get("videos", []):  # further clips, each wholly in one split (make data, version 2)
+            if video["split"] == split:
+                more, _ = _read_frames(root / "sources" / video["file"], 0, video["frames"], video_stride)
+                sources.frames += more  # frame_indices stay those of the split's range of the main video
+                sources.clips[video["file"]] = len(more)
+        return sources
 
     def describe(self) -> dict:
         return {"photos": len(self.photos), "video_frames": len(self.frames), "photo_names": self.names,
-                "video_frame_range": [min(self.frame_indices), max(self.frame_indices) + 1] if self.frames else None}
+                "video_frame_range": [min(self.frame_indices), max(self.frame_indices) + 1] if self.frame_indices
+                else None, "clips": dict(self.clips)}
 
 
 def _read_rgb(path: Path) -> np.ndarray:

@@ -18,7 +18,9 @@ the MatMul: 4-bit weights in the graph, the exact same integers and scales as th
 runs this pattern as INT4 weight-only GEMM; onnxruntime's CPU provider fuses it into MatMulNBits. Convolutions
 have no INT4 kernels anywhere (TensorRT included), so they are INT4 *storage-only*: the graph holds their
 dequantized float values and the bundle ships the packed INT4 copy (model.int4.safetensors, loadable with
-quantize.load_quantized). With Int4Config(conv_scheme="int8") the convolutions are INT8 storage-only instead.
+quantize.load_quantized). With Int4Config(conv_scheme="int8") the convolutions are INT8 instead, and those go
+into the graph as int8 initializers + DequantizeLinear (int8_conv_rewrite: the same float values, a quarter of the
+bytes); compact_graph then keeps fp16-exact scales and large biases as float16 + Cast and drops value_info.
 bundle.json `quantization` lists which layers are which and the measured bytes.
 Graph scales are float32 (the fp16 values widened): a float16 scale would make DequantizeLinear output float16
 and need a Cast, which stops onnxruntime's DQ->MatMul fusion (measured) and is no longer the plain DQ->MatMul
@@ -160,13 +162,20 @@ INT8_PLACEMENTS = ("all", "inputs")
 # ReLU into the zero point (measured faster, BENCHMARKS.md); TensorRT: symmetric int8 (the only Q/DQ TensorRT 10
 # takes), Q/DQ at layer inputs only.
 INT8_TARGETS = {"cpu": ("uint8", "all"), "tensorrt": ("int8", "inputs")}
+# uint8 activations x int8 weights on an x86 CPU without VNNI (AVX2 only, like this project's machine) run through
+# VPMADDUBSW, which adds pairs of u8*s8 products into int16 and saturates: onnxruntime's docs recommend 7-bit
+# weights (reduce_range) there. Measured on the shipped puzzle (AVX2-only EPYC): 8-bit weights agree with fp32 on
+# ~95.5 % of codes, where the bundle's own record (an AVX-512 VNNI host, no saturation) says 98.9 %.
+REDUCE_RANGE_WHY = "7-bit weights: no int16 saturation in onnxruntime's u8s8 kernels on CPUs without VNNI"
 
 
 def quantize_graph_int8(fp32_path: Path, out_path: Path, input_name: str, calibration: np.ndarray, *,
                         method: str = "minmax", percentile: float = 99.999, exclude: list[str] | None = None,
-                        batch_size: int = 32, activations: str = "int8", placement: str = "all") -> None:
+                        batch_size: int = 32, activations: str = "int8", placement: str = "all",
+                        reduce_range: bool = False) -> None:
     """quant_pre_process + quantize_static (QDQ, per-channel symmetric int8 weights; activations per
-    INT8_ACTIVATIONS, Q/DQ placement per INT8_PLACEMENTS) of one graph file."""
+    INT8_ACTIVATIONS, Q/DQ placement per INT8_PLACEMENTS) of one graph file. reduce_range: 7-bit weights (see
+    REDUCE_RANGE_WHY)."""
     from onnxruntime.quantization import QuantFormat, QuantType, quant_pre_process, quantize_static
 
     if activations not in INT8_ACTIVATIONS:
@@ -199,7 +208,7 @@ def quantize_graph_int8(fp32_path: Path, out_path: Path, input_name: str, calibr
         quantize_static(str(pre), str(out_tmp), reader, quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=getattr(QuantType, activation_type), weight_type=QuantType.QInt8,
                         calibrate_method=calibrate_method, nodes_to_exclude=exclude or [], extra_options=extra,
-                        calibration_cache_path=cache)
+                        calibration_cache_path=cache, reduce_range=reduce_range)
         with atomic_path(out_path, suffix=".onnx") as final:
             shutil.copyfile(out_tmp, final)
 
@@ -269,6 +278,32 @@ def check_tensorrt_qdq(path) -> list[str]:
     return problems
 
 
+def varied_calibration_images(size: int, count: int = 256, seed: int = 0, root=None) -> np.ndarray:
+    """Calibration inputs like those a robot's camera gives the node, not only the fixed crops: a quarter val
+    crops, and for the rest the whole frames and windows of many sizes and aspect ratios (area-resized as the node
+    does) of the train and val photos of every family `make data` did not hold out. Whole frames have other
+    activation ranges than close-up crops: an INT8 encoder calibrated on crops alone flips more codes on them.
+    Never the test split, never the held-out family. uint8 N x size x size x 3."""
+    from sage_ros.data import load_split, splits_info
+    from sage_ros.data import data_root
+    from sage_ros.data.holdout import family_windows, load_photos
+
+    base = Path(root) if root is not None else data_root()
+    info = splits_info(base)
+    names = sorted(info["photos"]["train"] + info["photos"]["val"])
+    rng = np.random.default_rng([seed, size, 0xCA1])
+    photos = load_photos(base / "sources" / n for n in names)
+    n_crops = count // 4
+    n_whole = min(len(photos), count // 4)
+    whole_pick = sorted(rng.choice(len(photos), n_whole, replace=False))
+    wholes, _ = family_windows([photos[i] for i in whole_pick], size, 0, seed=seed)
+    windows, _ = family_windows([photos[i] for i in rng.permutation(len(photos))], size,
+                                count - n_crops - n_whole, seed=seed, whole_frames=False)
+    val = load_split(size, "val", root=base, mmap=True)
+    crops = np.asarray(val[np.sort(rng.choice(len(val), n_crops, replace=False))])
+    return np.concatenate([crops, wholes, windows])[rng.permutation(count)]
+
+
 def _calibration_inputs(model: nn.Module, images_uint8: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(encoder input in the model's range, decoder input = float encoder's mu or codes) for calibration."""
     from .evaluate import TorchCodec, check_images, to_input
@@ -286,7 +321,8 @@ def _calibration_inputs(model: nn.Module, images_uint8: np.ndarray) -> tuple[np.
 def export_int8_bundle(model: nn.Module, out_dir, *, name: str, calibration_images: np.ndarray,
                        method: str = "minmax", percentile: float = 99.999, metrics: dict | None = None,
                        created_by: str = "sage_ros.compression.onnx_quant", calibration_source: str = "",
-                       activations: str = "int8", placement: str = "all", target: str | None = None) -> Path:
+                       activations: str = "int8", placement: str = "all", target: str | None = None,
+                       reduce_range: bool = False) -> Path:
     """Write a bundle with static-QDQ INT8 encoder.onnx / decoder.onnx; returns out_dir.
     activations: "int8" (symmetric, TensorRT and CPU) or "uint8" (asymmetric, faster on CPU; see INT8_ACTIVATIONS);
     placement: see INT8_PLACEMENTS; target ("cpu" | "tensorrt", INT8_TARGETS) sets both. A "tensorrt" bundle's
@@ -311,10 +347,10 @@ def export_int8_bundle(model: nn.Module, out_dir, *, name: str, calibration_imag
         decoder_exclude = per_image_norm_nodes(graph_nodes(decoder_fp32))
         quantize_graph_int8(encoder_fp32, out_dir / fp_export.ENCODER_FILE, "image", x,
                             method=method, percentile=percentile, exclude=exclude, activations=activations,
-                            placement=placement)
+                            placement=placement, reduce_range=reduce_range)
         quantize_graph_int8(decoder_fp32, out_dir / fp_export.DECODER_FILE, "z", z, method=method,
                             percentile=percentile, exclude=decoder_exclude, activations=activations,
-                            placement=placement)
+                            placement=placement, reduce_range=reduce_range)
     if target == "tensorrt":
         problems = [p for part in (fp_export.ENCODER_FILE, fp_export.DECODER_FILE)
                     for p in check_tensorrt_qdq(out_dir / part)]
@@ -326,7 +362,8 @@ def export_int8_bundle(model: nn.Module, out_dir, *, name: str, calibration_imag
         "latent_dim": int(model.latent_dim),
         "torch_weights": INT8_STORAGE_FILE, "torch_weights_format": "sage_ros.quantized",
         "quantization": {
-            "scheme": "int8-qdq-static", "weights": "int8 per-output-channel symmetric",
+            "scheme": "int8-qdq-static",
+            "weights": "int8 per-output-channel symmetric" + (f" ({REDUCE_RANGE_WHY})" if reduce_range else ""),
             "activations": INT8_ACTIVATIONS[activations][2], "qdq_placement": placement,
             "target": target or ("cpu" if activations == "uint8" else "cpu+tensorrt"), "calibration_method": method,
             **({"calibration_percentile": percentile} if method == "percentile" else {}),
@@ -398,6 +435,100 @@ def int4_rewrite(onnx_path: Path, linears: dict[str, nn.Linear], group_size: int
     return done
 
 
+def int8_conv_rewrite(onnx_path: Path, convs: dict[str, nn.Module]) -> dict:
+    """Rewrite one graph in place: each INT8-quantized convolution's float weight initializer becomes its int8
+    values + a float32 per-output-channel scale feeding a DequantizeLinear (axis 0 for Conv, 1 for a
+    ConvTranspose): exactly the same float weights (q * scale, checked), a quarter of the bytes. The convolution
+    itself stays float (no INT8 activations: this is the INT4 bundle's weight-only scheme).
+    `convs` maps module names (initializer `model.<name>.weight`) to quantize_'d modules with an int8 scheme.
+    Returns {module name: {"int8_bytes", "scale_bytes", "fp32_bytes"}}."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    from .quantize import rows_to_weight
+
+    model = onnx.load(str(onnx_path))
+    graph = model.graph
+    inits = {init.name: init for init in graph.initializer}
+    conv_w = {n.input[1]: n.op_type for n in graph.node if n.op_type in ("Conv", "ConvTranspose") and len(n.input) > 1}
+    done, new_nodes = {}, []
+    for name, module in convs.items():
+        init_name = f"model.{name}.weight"
+        stored = getattr(module, "_sage_quant", None)
+        if init_name not in inits or init_name not in conv_w or stored is None or stored["scheme"] != "int8":
+            continue
+        if conv_w[init_name] == "ConvTranspose" and module.groups != 1:
+            continue  # per-channel axis of a grouped ConvTranspose is not one ONNX axis: stays float
+        axis = 1 if conv_w[init_name] == "ConvTranspose" else 0
+        fp32_values = numpy_helper.to_array(inits[init_name])
+        q = rows_to_weight(module, stored["q"].float(), module.weight.shape).round().numpy().astype(np.int8)
+        scale = stored["scale"].float().numpy().reshape(-1)
+        shape = [1] * q.ndim
+        shape[axis] = -1
+        if fp32_values.shape != q.shape or not np.array_equal(fp32_values, q.astype(np.float32) * scale.reshape(shape)):
+            raise OnnxQuantError(f"{onnx_path.name}: {init_name} does not hold the INT8 convolution's weights")
+        q_init = numpy_helper.from_array(q, f"{init_name}_int8")
+        s_init = numpy_helper.from_array(scale.astype(np.float32), f"{init_name}_scale")
+        graph.initializer.remove(inits[init_name])
+        graph.initializer.extend([q_init, s_init])
+        new_nodes.append(helper.make_node("DequantizeLinear", [q_init.name, s_init.name], [init_name],
+                                          name=f"{name}_dq_int8", axis=axis))
+        done[name] = {"shape": list(q.shape), "int8_bytes": int(q.size), "scale_bytes": int(scale.size * 4),
+                      "fp32_bytes": int(q.size * 4)}
+    for node in reversed(new_nodes):
+        graph.node.insert(0, node)
+    onnx.checker.check_model(model)
+    with atomic_path(onnx_path, suffix=".onnx") as tmp:
+        onnx.save(model, str(tmp))
+    return done
+
+
+FP16_BIAS_MIN = 1024  # biases with at least this many values are stored as float16 in an INT4 graph
+
+
+def compact_graph(onnx_path: Path) -> dict:
+    """Shrink one INT4 graph in place without changing what onnxruntime computes from its weights:
+    every DequantizeLinear scale that is exactly float16-representable (quantize_ stores fp16 scales) is kept as
+    float16 + a Cast to float32 (constant-folded at session start, so the DQ -> MatMul fusion still sees float32
+    scales), biases of >= FP16_BIAS_MIN values are stored as float16 + Cast (a float16 rounding of the bias: the
+    one change of values, measured by the export's --evaluate), and the optional value_info shape annotations are
+    dropped. At L = 8 fc_decode's bias and its per-column scales (K = 8 < one group) were a quarter of the graph.
+    Returns {"fp16_initializers": [...], "bytes_saved": n}."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    before = onnx_path.stat().st_size
+    model = onnx.load(str(onnx_path))
+    graph = model.graph
+    dq_scales = {n.input[1] for n in graph.node if n.op_type == "DequantizeLinear" and len(n.input) > 1}
+    users = {}
+    for n in graph.node:
+        for i, name in enumerate(n.input):
+            users.setdefault(name, []).append((n.op_type, i))
+    changed, casts = [], []
+    for init in list(graph.initializer):
+        if init.data_type != TensorProto.FLOAT:
+            continue
+        values = numpy_helper.to_array(init)
+        half = values.astype(np.float16)
+        exact = np.array_equal(half.astype(np.float32), values)
+        is_bias = init.name.endswith(".bias") and values.size >= FP16_BIAS_MIN
+        if not ((init.name in dq_scales and exact) or is_bias):
+            continue
+        graph.initializer.remove(init)
+        graph.initializer.append(numpy_helper.from_array(half, f"{init.name}_fp16"))
+        casts.append(helper.make_node("Cast", [f"{init.name}_fp16"], [init.name], name=f"{init.name}_cast",
+                                      to=TensorProto.FLOAT))
+        changed.append(init.name)
+    for node in reversed(casts):
+        graph.node.insert(0, node)
+    del graph.value_info[:]
+    onnx.checker.check_model(model)
+    with atomic_path(onnx_path, suffix=".onnx") as tmp:
+        onnx.save(model, str(tmp))
+    return {"fp16_initializers": changed, "bytes_saved": before - onnx_path.stat().st_size}
+
+
 def export_int4_bundle(model: nn.Module, out_dir, *, name: str, config: Int4Config | None = None,
                        metrics: dict | None = None, created_by: str = "sage_ros.compression.onnx_quant",
                        calibration=None) -> Path:
@@ -421,6 +552,14 @@ def export_int4_bundle(model: nn.Module, out_dir, *, name: str, config: Int4Conf
     missing = set(linears) - set(in_graph)
     if missing:
         raise OnnxQuantError(f"Linear layers not found as MatMul weights in the graphs: {sorted(missing)}")
+    # INT8 convolutions go into the graph as int8 + DequantizeLinear (same values, 4x fewer bytes): at L = 8 the
+    # convolutions are most of the bundle, so storage-only left it only 2.5x smaller than fp32
+    conv_in_graph = {}
+    if config.conv_scheme == "int8":
+        convs = {n: m for n, m in qmodel.named_modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))}
+        for part in (fp_export.ENCODER_FILE, fp_export.DECODER_FILE):
+            conv_in_graph.update(int8_conv_rewrite(out_dir / part, convs))
+    compacted = {part: compact_graph(out_dir / part) for part in (fp_export.ENCODER_FILE, fp_export.DECODER_FILE)}
     save_quantized(qmodel, out_dir / INT4_STORAGE_FILE)
     storage_only = {t["tensor"].removesuffix(".weight"): t["scheme"] for t in qmodel.quantization_report["tensors"]
                     if t["module"] != "Linear"}
@@ -436,7 +575,11 @@ def export_int4_bundle(model: nn.Module, out_dir, *, name: str, config: Int4Conf
             "conv_scheme": config.conv_scheme,
             "int4_in_graph": sorted(in_graph), "int4_in_graph_detail": in_graph,
             "int4_storage_only": sorted(k for k, v in storage_only.items() if v == "int4"),
-            "int8_storage_only": sorted(k for k, v in storage_only.items() if v == "int8"),
+            "int8_storage_only": sorted(k for k, v in storage_only.items() if v == "int8" and k not in conv_in_graph),
+            "int8_conv_in_graph": sorted(conv_in_graph),
+            "int8_conv_bytes": sum(v["int8_bytes"] + v["scale_bytes"] for v in conv_in_graph.values()),
+            "fp32_conv_bytes": sum(v["fp32_bytes"] for v in conv_in_graph.values()),
+            "compacted": compacted,
             "storage_file": INT4_STORAGE_FILE,
             "graph_scale_dtype": "float32",
             "onnx_bytes": onnx_bytes, "onnx_bytes_fp32": fp32_bytes,

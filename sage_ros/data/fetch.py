@@ -1,7 +1,7 @@
 """`python -m sage_ros.data.fetch --out data_cache`: build the bundled real-image dataset (run by `make data`).
 
 Three cached stages, each skipped when its output is already whole:
-  A sources  Debian opencv-doc + scikit-image + sporco + foolbox photos -> data_cache/sources/ (needs apt + pip)
+  A sources  photos + clips from Debian and PyPI packages (sources.py) -> data_cache/sources/ (needs apt + pip)
   B crops    deterministic train/val/test crops at 32, 64, 224 px  -> data_cache/crops/   (numpy + cv2 only)
   C bag      real-camera rosbag2 from vtest.avi                    -> data_cache/bags/    (needs rosbags)
 `--from-sources` runs stage B alone from an existing sources/ folder (e.g. on a machine without network).
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
            lambda: crops.build_crops(src, crop_dir, log), log)
     if not args.from_sources:
         from sage_ros.data import vtest_bag  # imports rosbags lazily inside
-        video = next(f for f in sources.read_manifest(src, verify=False) if f.kind == "video")
+        video = next(f for f in sources.read_manifest(src, verify=False) if f.file == crops.PRIMARY_VIDEO)
         _stage("C bag", vtest_bag.bags_complete(bag_dir, video.sha256), args.force,
                lambda: vtest_bag.write_vtest_bags(src / video.file, bag_dir, video.sha256,
                                                   sqlite=not args.no_sqlite, log=log), log)

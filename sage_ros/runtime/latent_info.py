@@ -21,12 +21,17 @@ Keys (format_version 1; a consumer must ignore keys it does not know):
 - input           what the encoder looked at: height, width (the model's input in pixels), color_order ("rgb"),
                   range ([lo, hi] the pixels were scaled to; the decoder outputs the same range), crop_mode
                   (resize | center | letterbox | motion: which part of the camera frame became the input).
+- telemetry       what `<output>/telemetry` carries beside each message (runtime/telemetry.py): topic ("telemetry",
+                  beside the output), encoding ("32FC1", height 1), fields (names in message order), units (one per
+                  field), and for latents the trust formula.
 """
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
 from typing import Any
+
+from .telemetry import telemetry_info
 
 FORMAT_VERSION = 1
 LATENT_ENCODING = "32FC1"  # == runtime.messages.LATENT_ENCODING (the messages this info describes)
@@ -66,6 +71,7 @@ def model_info(bundle, crop_mode: str = "resize") -> dict[str, Any]:
         info.update(latent_dim=dim, encoding=LATENT_ENCODING, shape=[2, dim], layout=LATENT_LAYOUT)
     info["input"] = {"height": height, "width": width, "color_order": bundle.meta["input"].get("color_order", "rgb"),
                      "range": list(bundle.input_range), "crop_mode": crop_mode}
+    info["telemetry"] = telemetry_info(info["kind"], int(bundle.meta.get("num_codes", 10)))
     return info
 
 

@@ -80,7 +80,8 @@ def test_info_lists_every_field_with_its_unit():
         for common in ("crop_x", "crop_y", "crop_w", "crop_h", "motion_found", "encode_ms", "total_ms",
                        "recon_mse", "recon_psnr_db"):
             assert common in spec["fields"]
-    assert "trust" in spec.get("trust", "") or kind == "puzzle"
+    assert "telemetry" in info.raw and "trust" not in info["telemetry"]  # the puzzle has no KL, so no trust
+    assert "0.5/(1+kl_per_dim)" in model_info(load_bundle(MODELS / "tinyvae_l8_fp32"))["telemetry"]["trust"]
 
 
 @pytest.fixture(scope="module")

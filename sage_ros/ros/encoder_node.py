@@ -36,7 +36,7 @@ from sage_ros.ros.compat import watch_publishers
 from sage_ros.ros.diagnostics import EncoderStats, diagnostic_array
 from sage_ros.ros.info import info_qos, info_topic
 from sage_ros.ros.encoding import (ImageConversionError, LatestFrameSlots, Pending, admission_error,
-                                   decode_min_size, encode_frames, first_decodable, frame_from_message,
+                                   decode_min_size, encode_prepared, first_decodable, frame_from_message,
                                    output_messages, reconstruction_messages)
 from sage_ros.ros.qos import input_qos, output_qos, publisher_events, subscription_events
 from sage_ros.runtime.backends import BackendError, make_backend
@@ -44,9 +44,11 @@ from sage_ros.runtime.bundle import BundleError, load_bundle
 from sage_ros.runtime.consumer import shipped_model_dirs
 from sage_ros.runtime.latent_info import info_json, model_info
 from sage_ros.runtime.preprocess import Preprocessor
+from sage_ros.runtime.telemetry import batch_telemetry, bundle_fields, source_hw, telemetry_images, telemetry_topic
 
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
-LIVE_PARAMS = ("crop_mode", "max_rate", "publish_reconstruction", "max_input_pixels")  # applied while running
+LIVE_PARAMS = ("crop_mode", "max_rate", "publish_reconstruction", "max_input_pixels", "publish_telemetry",
+               "telemetry_decode")  # applied while running
 THROTTLE_S = 5.0  # at most one log line per cause and call site this often
 INFO_ACK_S = 1.0  # longest wait for subscribers to acknowledge a new <output>/info before encoding goes on
 
@@ -86,6 +88,7 @@ class Camera:
     publisher: Any = None
     reconstruction_publisher: Any = None
     info_publisher: Any = None  # latched <output>/info (ros/info.py)
+    telemetry_publisher: Any = None  # <output>/telemetry (runtime/telemetry.py)
     subscription: Any = None
     publisher_watch: Any = None  # Humble only: polls publisher counts (no matched event there; ros/compat.py)
     publishers_matched: int = 0
@@ -165,6 +168,8 @@ class EncoderNode(LifecycleNode):
             # beside the output as remapped (`-r latent:=x` moves the info to x/info too)
             camera.info_publisher = self.create_lifecycle_publisher(
                 String, info_topic(self.resolve_topic_name(camera.output_topic)), info_qos())
+            camera.telemetry_publisher = self.create_lifecycle_publisher(
+                Image, telemetry_topic(self.resolve_topic_name(camera.output_topic)), output_qos())
         info = self.backend.describe()
         self.get_logger().info(
             f"configured: {self.bundle.name} ({self.bundle.architecture}, {self.bundle.precision}) from "
@@ -248,7 +253,8 @@ class EncoderNode(LifecycleNode):
 
     def _release_backend(self) -> None:
         for camera in self.cameras:
-            for publisher in (camera.publisher, camera.reconstruction_publisher, camera.info_publisher):
+            for publisher in (camera.publisher, camera.reconstruction_publisher, camera.info_publisher,
+                              camera.telemetry_publisher):
                 if publisher is not None:
                     self.destroy_lifecycle_publisher(publisher)
         self.cameras = []
@@ -335,7 +341,7 @@ class EncoderNode(LifecycleNode):
         self._publish_info(preprocessor.crop_mode)  # a new crop mode or model: its info before its first latent
         started = time.perf_counter()
         try:
-            outputs = encode_frames(self.backend, preprocessor, frames, [camera for camera, _ in kept])
+            prepared, outputs = encode_prepared(self.backend, preprocessor, frames, [camera for camera, _ in kept])
         except (BackendError, ImageConversionError) as err:
             self.stats.error(f"inference: {err}")
             self.get_logger().error(f"inference failed: {err}", throttle_duration_sec=THROTTLE_S)
@@ -347,8 +353,25 @@ class EncoderNode(LifecycleNode):
             if self._publish(self.cameras[camera].publisher, message):
                 self.stats.add("published")
                 self.stats.observe(time.monotonic() - pending.received, inference_s)
+        if self._live["publish_telemetry"]:
+            self._publish_telemetry(kept, frames, prepared, outputs, headers, inference_s)
         if self._live["publish_reconstruction"]:
             self._publish_reconstructions(kept, outputs, headers)
+
+    def _publish_telemetry(self, kept, frames, prepared, outputs, headers, inference_s: float) -> None:
+        """<output>/telemetry for every latent of the batch (runtime/telemetry.py), with the latent's header."""
+        try:
+            rows = batch_telemetry(self.backend, prepared, outputs, frames_hw=[frame.shape[:2] for frame in frames],
+                                   sources_hw=[source_hw(pending.msg, self._compressed) for _, pending in kept],
+                                   encode_s=inference_s, received=[pending.received for _, pending in kept],
+                                   decode=not self.bundle.is_vq or self._live["telemetry_decode"])
+            messages = telemetry_images(rows, bundle_fields(self.bundle), headers)
+        except (BackendError, ImageConversionError) as err:
+            self.stats.error(f"telemetry: {err}")
+            self.get_logger().error(f"telemetry failed: {err}", throttle_duration_sec=THROTTLE_S)
+            return
+        for (camera, _), message in zip(kept, messages):
+            self._publish(self.cameras[camera].telemetry_publisher, message)
 
     def _publish_reconstructions(self, kept, outputs, headers) -> None:
         try:

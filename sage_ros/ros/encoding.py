@@ -14,7 +14,7 @@ from sage_ros.runtime.image_codec import (DEFAULT_MAX_PIXELS, ImageConversionErr
                                           decode_compressed, image_msg_to_rgb8, image_to_numpy, numpy_to_image)
 from sage_ros.runtime.consumer import to_rgb8  # the latent_decoder's own: robot and operator images agree
 from sage_ros.runtime.messages import output_to_image
-from sage_ros.runtime.preprocess import Preprocessor
+from sage_ros.runtime.preprocess import Prepared, Preprocessor
 
 
 def decode_min_size(bundle, crop_mode: str) -> int | None:
@@ -78,6 +78,13 @@ def encode_frames(backend, preprocessor: Preprocessor, frames: Sequence[np.ndarr
                   cameras: Sequence[Hashable] | None = None) -> dict[str, np.ndarray]:
     """Frames (one per camera) -> one batched backend call -> {"mu","logvar"} or {"codes"} (N rows)."""
     return backend.encode(preprocessor(list(frames), cameras))
+
+
+def encode_prepared(backend, preprocessor: Preprocessor, frames: Sequence[np.ndarray],
+                    cameras: Sequence[Hashable] | None = None) -> tuple[Prepared, dict[str, np.ndarray]]:
+    """As encode_frames, also returning the model input and each frame's crop window (for telemetry)."""
+    prepared = preprocessor.prepare(list(frames), cameras)
+    return prepared, backend.encode(prepared.batch)
 
 
 def output_messages(outputs: dict[str, np.ndarray], headers: Sequence[Any]) -> list[Any]:
@@ -160,5 +167,5 @@ class Pending:
 
 
 __all__ = ["ImageConversionError", "decode_min_size", "frame_from_message", "admission_error", "first_decodable",
-           "encode_frames", "output_messages",
+           "encode_frames", "encode_prepared", "output_messages",
            "reconstruction_messages", "to_rgb8", "LatestFrameSlots", "Pending"]

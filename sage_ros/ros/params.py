@@ -80,6 +80,13 @@ PARAMS: tuple[ParamSpec, ...] = (
               "dropped (counted) rather than queued.", float_range=(0.0, 1000.0)),
     ParamSpec("publish_reconstruction", False, "Also decode each latent and publish it as rgb8 on "
               "'reconstruction' (TinyVAE family) or 'puzzle_reconstruction' (puzzle); costs a decoder run."),
+    ParamSpec("publish_telemetry", True, "Publish <output>/telemetry beside every latent / puzzle: a 32FC1 1 x N "
+              "Image with the latent's header holding the crop window in source pixels, reconstruction error, KL, "
+              "SAGE's trust, timings (field names and units in <output>/info; docs/ros.md). For the TinyVAE family "
+              "it costs one decoder run per frame."),
+    ParamSpec("telemetry_decode", False, "Puzzle model only: also decode each grid for telemetry's recon_mse / "
+              "recon_psnr_db (a 224 px decoder run per frame, several ms on a CPU); off: those fields are NaN. "
+              "The TinyVAE family always decodes (trust needs the reconstruction error)."),
     ParamSpec("intra_op_threads", 1, "Threads for one inference (onnxruntime / torch); 0 = library default. "
               "1 keeps a sub-millisecond TinyVAE from competing with the camera driver for cores; more can help "
               "the 224 px puzzle model on a multi-core board.",

@@ -43,14 +43,16 @@ def check_ramp(prepared, window: CropWindow, frame_hw, size, index=0):
     # centre of each model pixel's region in source coordinates; a source pixel i covers [i, i + 1), value i
     cx = window.x + (u + 0.5) * window.w / width - 0.5
     cy = window.y + (v + 0.5) * window.h / height - 0.5
-    inside_x = (window.x + u * window.w / width >= -1e-6) & (window.x + (u + 1) * window.w / width <= frame_hw[1] + 1e-6)
-    inside_y = (window.y + v * window.h / height >= -1e-6) & (window.y + (v + 1) * window.h / height <= frame_hw[0] + 1e-6)
+    left, right = window.x + u * window.w / width, window.x + (u + 1) * window.w / width  # each pixel's extent
+    top, bottom = window.y + v * window.h / height, window.y + (v + 1) * window.h / height
+    inside_x = (left >= -1e-6) & (right <= frame_hw[1] + 1e-6)
+    inside_y = (top >= -1e-6) & (bottom <= frame_hw[0] + 1e-6)
     inside = inside_y[:, None] & inside_x[None, :]
     assert inside.sum() >= 0.1 * height * width  # the check covers a real part of the input
     np.testing.assert_allclose(pixels[..., 0][inside], np.broadcast_to(cx[None, :], inside.shape)[inside], atol=1.0)
     np.testing.assert_allclose(pixels[..., 1][inside], np.broadcast_to(cy[:, None], inside.shape)[inside], atol=1.0)
-    outside_x = (window.x + (u + 1) * window.w / width <= 1e-6) | (window.x + u * window.w / width >= frame_hw[1] - 1e-6)
-    outside_y = (window.y + (v + 1) * window.h / height <= 1e-6) | (window.y + v * window.h / height >= frame_hw[0] - 1e-6)
+    outside_x = (right <= 1e-6) | (left >= frame_hw[1] - 1e-6)
+    outside_y = (bottom <= 1e-6) | (top >= frame_hw[0] - 1e-6)
     outside = outside_y[:, None] | outside_x[None, :]
     assert (pixels[outside] == 0).all()
     return inside, outside

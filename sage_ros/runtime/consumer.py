@@ -5,6 +5,8 @@
     decoder = LatentDecoder(info)                             # finds the bundle by checksum among installed ones
     image = decoder.decode(latent)                            # H x W x 3 uint8 RGB at the model's input size
     pairs = StampPairer(); pairs.add_frame(stamp, frame); pairs.add_latent(stamp, latent)  # -> (frame, latent)
+    values = telemetry_from_message(telemetry_msg, info)     # <output>/telemetry -> {"trust": .., "crop_x": ..}
+    joiner = StampJoiner(("latent", "telemetry", "frame")); joiner.add("latent", stamp, latent)  # -> {side: item}
 
 Messages are duck-typed (rclpy, rosbags or plain objects with the sensor_msgs/Image fields). Everything that does
 not fit the info raises InfoMismatch with the reason, so a node can count and report it.
@@ -22,9 +24,11 @@ import numpy as np
 from .bundle import BUNDLE_FILE, Bundle, BundleError, load_bundle
 from .image_codec import ImageConversionError, image_to_numpy
 from .latent_info import InfoError, LatentInfo
+from .telemetry import TelemetryError, telemetry_from_message, telemetry_topic
 
 __all__ = ["InfoError", "InfoMismatch", "BundleNotFound", "Latent", "LatentInfo", "LatentDecoder", "StampPairer",
-           "latent_from_message", "find_bundle", "shipped_model_dirs", "stamp_ns", "to_rgb8"]
+           "latent_from_message", "find_bundle", "shipped_model_dirs", "stamp_ns", "to_rgb8", "StampJoiner",
+           "TelemetryError", "telemetry_from_message", "telemetry_topic"]
 
 
 class InfoMismatch(ValueError):
@@ -232,3 +236,38 @@ class StampPairer:
     def pending(self) -> tuple[int, int]:
         """(unpaired frames, unpaired latents) held now."""
         return len(self._frames), len(self._latents)
+
+
+class StampJoiner:
+    """Joins items of several streams by header stamp (exact match): a latent with its telemetry (and its source
+    frame), as StampPairer does for two. `add(side, stamp, item)` returns {side: item} for every side once the last
+    one with that stamp arrives, and forgets them; until then each side holds at most `capacity` unmatched items
+    (oldest evicted first, counted in `evicted[side]`). Sides that a subscriber does not have (no frame topic) are
+    simply not named in `sides`."""
+
+    def __init__(self, sides: Sequence[str] = ("latent", "telemetry", "frame"), capacity: int = 30):
+        if capacity < 1:
+            raise ValueError(f"capacity must be >= 1, got {capacity}")
+        if len(set(sides)) != len(sides) or len(sides) < 2:
+            raise ValueError(f"sides must be at least two distinct names, got {list(sides)}")
+        self.sides = tuple(sides)
+        self.capacity = capacity
+        self._held: dict[str, OrderedDict] = {side: OrderedDict() for side in self.sides}
+        self.evicted = {side: 0 for side in self.sides}
+
+    def add(self, side: str, stamp: Any, item: Any) -> dict[str, Any] | None:
+        if side not in self._held:
+            raise KeyError(f"unknown side {side!r}; sides are {list(self.sides)}")
+        held = self._held[side]
+        held[stamp] = item
+        held.move_to_end(stamp)
+        if all(stamp in self._held[other] for other in self.sides):
+            return {other: self._held[other].pop(stamp) for other in self.sides}
+        while len(held) > self.capacity:
+            held.popitem(last=False)
+            self.evicted[side] += 1
+        return None
+
+    def pending(self) -> dict[str, int]:
+        """Unmatched items held now, per side."""
+        return {side: len(held) for side, held in self._held.items()}

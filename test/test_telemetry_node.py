@@ -87,47 +87,76 @@ def set_param(graph, node_name, **values):
     assert all(r.successful for r in results), [r.reason for r in results]
 
 
-def test_tinyvae_telemetry_has_the_latent_header_and_the_offline_values(tmp_path, graph, frames):
-    env = start(graph, tmp_path, "tinyvae_encoder", "tinyvae_l8_fp32", "tcam")
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory, graph):
+    env = start(graph, tmp_path_factory.mktemp("tiny"), "tinyvae_encoder", "tinyvae_l8_fp32", "tcam")
     try:
-        info = LatentInfo.parse(env["info"][-1].data)
-        fields = info["telemetry"]["fields"]
-        bundle = load_bundle(shipped_model_dirs()[-1] / "tinyvae_l8_fp32")
-        with make_backend(bundle, "onnxruntime", "cpu", intra_op_threads=1) as backend:
-            for i, frame in enumerate(frames[:2]):
-                msg = numpy_to_image(frame, "rgb8", header=header(500 + i, f"optical_{i}"))
-                telemetry = send_until(env, msg)
-                latent = wait_for(lambda: by_stamp(env["out"], stamp_of(msg)), 10)
-                assert telemetry.header.frame_id == latent.header.frame_id == f"optical_{i}"
-                assert stamp_of(telemetry) == stamp_of(latent)
-                assert (telemetry.encoding, telemetry.height, telemetry.width) == ("32FC1", 1, len(fields))
-                values = T.telemetry_from_message(telemetry, info)
-                prepared = Preprocessor.from_bundle(bundle, "resize").prepare(frame)
-                offline = T.batch_telemetry(backend, prepared, backend.encode(prepared.batch),
-                                            frames_hw=[frame.shape[:2]])[0]
-                for name in ("recon_mse", "kl_per_dim", "trust", "latent_norm", "latent_dim", "crop_x", "crop_y",
-                             "crop_w", "crop_h", "source_width", "source_height", "motion_found"):
-                    assert values[name] == pytest.approx(offline[name], rel=1e-4, abs=1e-6), name
-                assert (values["crop_w"], values["crop_h"]) == (frame.shape[1], frame.shape[0])
-                assert 0.0 <= values["trust"] <= 1.0
-                assert 0 < values["encode_ms"] <= values["total_ms"]
-        # live changes: a centre crop's window; telemetry off -> latents only; on again
-        set_param(graph, "tcam_encoder", crop_mode="center")
-        centred = send_until(env, numpy_to_image(frames[2], "rgb8", header=header(600)))
-        height, width = frames[2].shape[:2]
-        values = T.telemetry_from_message(centred, info)
-        assert (values["crop_x"], values["crop_y"], values["crop_w"], values["crop_h"]) == (
-            (width - height) // 2, 0, height, height)
-        set_param(graph, "tcam_encoder", publish_telemetry=False)
-        silent = numpy_to_image(frames[3], "rgb8", header=header(601))
-        send_until(env, silent, topic="out")
-        set_param(graph, "tcam_encoder", publish_telemetry=True)
-        send_until(env, numpy_to_image(frames[3], "rgb8", header=header(602)))
-        # telemetry of 601 would have been sent on the same reliable writer before 602's, so it would be here
-        assert by_stamp(env["telemetry"], (601, 601000)) is None
-        assert len({stamp_of(m) for m in env["telemetry"]}) == len(env["telemetry"])  # one per latent
+        yield env
     finally:
         env["node"].stop()
+
+
+def test_bag_record_records_telemetry_beside_the_latent(tmp_path, tiny, frames):
+    from bag_helpers import sage_ros
+    from test_telemetry_bag import read_bag
+
+    record = sage_ros("bag", "record", tmp_path / "rec", "--topics", f"{NS}/tcam/latent", "--max-messages", "9",
+                      "--duration", "60")
+    sec = 800
+    while record.poll() is None and sec < 900:  # until the recorder has its 9 messages (info + latents + telemetry)
+        tiny["pub"].publish(numpy_to_image(frames[0], "rgb8", header=header(sec)))
+        sec += 1
+        time.sleep(0.3)
+    output, _ = record.communicate(timeout=30)
+    assert record.returncode == 0, output
+    topics = read_bag(tmp_path / "rec")
+    assert f"{NS}/tcam/latent/telemetry" in topics and f"{NS}/tcam/latent/info" in topics, output
+    info = LatentInfo.parse(topics[f"{NS}/tcam/latent/info"][0][1].data)
+    latent_stamps = {stamp_of(m) for _, m in topics.get(f"{NS}/tcam/latent", [])}
+    for _, msg in topics[f"{NS}/tcam/latent/telemetry"]:
+        assert 800 <= msg.header.stamp.sec < sec
+        assert 0 <= T.telemetry_from_message(msg, info)["trust"] <= 1
+    assert latent_stamps and latent_stamps <= {(s, s * 1000) for s in range(800, sec)}
+
+
+def test_tinyvae_telemetry_has_the_latent_header_and_the_offline_values(tiny, graph, frames):
+    env = tiny
+    info = LatentInfo.parse(env["info"][-1].data)
+    fields = info["telemetry"]["fields"]
+    bundle = load_bundle(shipped_model_dirs()[-1] / "tinyvae_l8_fp32")
+    with make_backend(bundle, "onnxruntime", "cpu", intra_op_threads=1) as backend:
+        for i, frame in enumerate(frames[:2]):
+            msg = numpy_to_image(frame, "rgb8", header=header(500 + i, f"optical_{i}"))
+            telemetry = send_until(env, msg)
+            latent = wait_for(lambda: by_stamp(env["out"], stamp_of(msg)), 10)
+            assert telemetry.header.frame_id == latent.header.frame_id == f"optical_{i}"
+            assert stamp_of(telemetry) == stamp_of(latent)
+            assert (telemetry.encoding, telemetry.height, telemetry.width) == ("32FC1", 1, len(fields))
+            values = T.telemetry_from_message(telemetry, info)
+            prepared = Preprocessor.from_bundle(bundle, "resize").prepare(frame)
+            offline = T.batch_telemetry(backend, prepared, backend.encode(prepared.batch),
+                                        frames_hw=[frame.shape[:2]])[0]
+            for name in ("recon_mse", "kl_per_dim", "trust", "latent_norm", "latent_dim", "crop_x", "crop_y",
+                         "crop_w", "crop_h", "source_width", "source_height", "motion_found"):
+                assert values[name] == pytest.approx(offline[name], rel=1e-4, abs=1e-6), name
+            assert (values["crop_w"], values["crop_h"]) == (frame.shape[1], frame.shape[0])
+            assert 0.0 <= values["trust"] <= 1.0
+            assert 0 < values["encode_ms"] <= values["total_ms"]
+    # live changes: a centre crop's window; telemetry off -> latents only; on again
+    set_param(graph, "tcam_encoder", crop_mode="center")
+    centred = send_until(env, numpy_to_image(frames[2], "rgb8", header=header(600)))
+    height, width = frames[2].shape[:2]
+    values = T.telemetry_from_message(centred, info)
+    assert (values["crop_x"], values["crop_y"], values["crop_w"], values["crop_h"]) == (
+        (width - height) // 2, 0, height, height)
+    set_param(graph, "tcam_encoder", publish_telemetry=False)
+    silent = numpy_to_image(frames[3], "rgb8", header=header(601))
+    send_until(env, silent, topic="out")
+    set_param(graph, "tcam_encoder", publish_telemetry=True)
+    send_until(env, numpy_to_image(frames[3], "rgb8", header=header(602)))
+    # telemetry of 601 would have been sent on the same reliable writer before 602's, so it would be here
+    assert by_stamp(env["telemetry"], (601, 601000)) is None
+    assert len({stamp_of(m) for m in env["telemetry"]}) == len(env["telemetry"])  # one per latent
 
 
 def test_puzzle_telemetry_with_jpeg_input_reports_the_window_in_source_pixels(tmp_path, graph, frames):

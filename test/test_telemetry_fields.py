@@ -113,6 +113,8 @@ def test_batch_telemetry_of_the_shipped_tinyvae(tiny):
         assert row["latent_norm"] == pytest.approx(float(np.linalg.norm(outputs["mu"][index])), rel=1e-6)
         assert row["latent_dim"] == 64.0 and row["encode_ms"] == pytest.approx(2.0)
         assert row["total_ms"] >= 10.0
+        assert row["input_std"] == pytest.approx(float(prepared.batch[index].std()), rel=1e-5)
+    assert rows[0]["input_std"] > 0.1 and rows[2]["input_std"] == 0.0  # a photo vs the black frame
     assert (rows[0]["crop_x"], rows[0]["crop_y"], rows[0]["crop_w"], rows[0]["crop_h"]) == (40, 0, 240, 240)
     assert (rows[0]["source_width"], rows[0]["source_height"]) == (320, 240)
     # frame 1 was (say) a 640x480 JPEG decoded at half size: its window is reported in the source's pixels
@@ -138,4 +140,5 @@ def test_batch_telemetry_of_the_shipped_puzzle_with_and_without_decode():
         assert 0 < row["code_entropy_bits"] <= math.log2(10)
         assert math.isnan(row["recon_mse"]) and math.isnan(row["total_ms"])  # not computed: NaN, documented
     assert all(0 < row["recon_mse"] < 0.2 and row["recon_psnr_db"] > 7 for row in full)
-    assert T.pack(full[0], T.bundle_fields(backend.bundle)).shape == (1, 22)
+    assert T.pack(full[0], T.bundle_fields(backend.bundle)).shape == (1, 23)
+    assert all(row["input_std"] == other["input_std"] > 0.05 for row, other in zip(cheap, full))  # real frames

@@ -13,7 +13,9 @@ Fields (units in brackets):
   there), else 0 (first frame, no motion: the last window or the centre, and always 0 in other modes);
   source_width, source_height [px] of the camera frame (a compressed frame's declared size, also when it was
   decoded at reduced resolution); encode_ms [ms]: pre-processing + encoder of the batch the frame was in; total_ms
-  [ms]: from the frame's arrival (the subscription callback) to its telemetry being ready, decode included.
+  [ms]: from the frame's arrival (the subscription callback) to its telemetry being ready, decode included;
+  input_std [1]: standard deviation of the model input's pixels scaled to [0,1] (near 0: a blank, black, white or
+  covered view, which every model reconstructs well, so a high trust there means nothing; see README).
 - TinyVAE family: recon_mse [1/px, input in [0,1]]: mean squared error of the mu-path decode against the model input,
   both scaled to [0,1]; recon_psnr_db [dB] = 10 log10(1 / recon_mse); kl_per_dim [nats]: KL(N(mu, sigma^2) ||
   N(0, 1)) summed over the latent and divided by its size; trust [0..1] = clamp(0.5 max(0, 1 - 10 recon_mse) +
@@ -41,7 +43,7 @@ TRUST_FORMULA = "clamp(0.5*max(0, 1-10*recon_mse) + 0.5/(1+kl_per_dim), 0, 1) (S
 
 WINDOW_FIELDS = (("crop_x", "px"), ("crop_y", "px"), ("crop_w", "px"), ("crop_h", "px"), ("motion_found", "flag"),
                  ("source_width", "px"), ("source_height", "px"))
-TIMING_FIELDS = (("encode_ms", "ms"), ("total_ms", "ms"))
+TIMING_FIELDS = (("encode_ms", "ms"), ("total_ms", "ms"), ("input_std", "1"))
 LATENT_FIELDS = (*WINDOW_FIELDS, ("recon_mse", "1"), ("recon_psnr_db", "dB"), ("kl_per_dim", "nats"),
                  ("trust", "1"), ("latent_norm", "1"), ("latent_dim", "1"), *TIMING_FIELDS)
 
@@ -157,27 +159,36 @@ def entropy_bits(histogram: np.ndarray) -> np.ndarray:
     return terms.sum(axis=-1) + 0.0  # + 0.0: no -0.0 for a single code
 
 
-def latent_rows(outputs: dict[str, np.ndarray], inputs: np.ndarray | None, recons: np.ndarray | None,
+def input_std(inputs: np.ndarray, input_range: tuple[float, float]) -> np.ndarray:
+    """Per-row standard deviation of N x ... model inputs scaled to [0, 1]."""
+    lo, hi = input_range
+    flat = np.asarray(inputs, np.float32).reshape(len(inputs), -1)
+    return flat.std(axis=1, dtype=np.float64) / (hi - lo)
+
+
+def latent_rows(outputs: dict[str, np.ndarray], inputs: np.ndarray, recons: np.ndarray | None,
                 input_range: tuple[float, float], num_codes: int = 10) -> list[dict[str, float]]:
-    """Model-specific fields per row of a batch (no window, no timing): from mu/logvar or codes, and the decode
-    `recons` of the model `inputs` (both N x 3 x h x w in input_range; None: recon fields NaN)."""
-    if inputs is not None and recons is not None:
+    """Model-specific fields per row of a batch (no window, no timing): from mu/logvar or codes, the model `inputs`
+    and their decode `recons` (both N x 3 x h x w in input_range; recons None: recon fields NaN)."""
+    if recons is not None:
         mse = recon_mse(inputs, recons, input_range)
     else:
-        count = len(outputs["codes"] if "codes" in outputs else outputs["mu"])
-        mse = np.full(count, np.nan)
+        mse = np.full(len(inputs), np.nan)
     psnr = psnr_db(mse)
+    spread = input_std(inputs, input_range)
     if "codes" in outputs:
         hist = code_histogram(outputs["codes"], num_codes)
         ent = entropy_bits(hist)
         return [{"recon_mse": float(mse[i]), "recon_psnr_db": float(psnr[i]), "code_entropy_bits": float(ent[i]),
-                 **{f"code_hist_{k}": float(hist[i, k]) for k in range(num_codes)}} for i in range(len(hist))]
+                 **{f"code_hist_{k}": float(hist[i, k]) for k in range(num_codes)}, "input_std": float(spread[i])}
+                for i in range(len(hist))]
     mu, logvar = outputs["mu"], outputs["logvar"]
     kl = kl_per_dim(mu, logvar)
     tr = trust(mse, kl)
     norm = np.linalg.norm(np.asarray(mu, np.float64), axis=-1)
     return [{"recon_mse": float(mse[i]), "recon_psnr_db": float(psnr[i]), "kl_per_dim": float(kl[i]),
-             "trust": float(tr[i]), "latent_norm": float(norm[i]), "latent_dim": float(mu.shape[-1])}
+             "trust": float(tr[i]), "latent_norm": float(norm[i]), "latent_dim": float(mu.shape[-1]),
+             "input_std": float(spread[i])}
             for i in range(len(mu))]
 
 
@@ -263,7 +274,7 @@ def batch_telemetry(backend, prepared, outputs: dict[str, np.ndarray], *, frames
     recons = None
     if decode:
         recons = backend.decode(outputs["codes"] if "codes" in outputs else outputs["mu"])
-    rows = latent_rows(outputs, prepared.batch if decode else None, recons, bundle.input_range,
+    rows = latent_rows(outputs, prepared.batch, recons, bundle.input_range,
                        int(bundle.meta.get("num_codes", 10)))
     end = clock()
     sources_hw = sources_hw or [None] * len(rows)

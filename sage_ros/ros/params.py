@@ -118,6 +118,10 @@ DECODER_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("qos_depth", 10, "Latent subscription history depth (keep last).", int_range=(1, 100), read_only=True),
     ParamSpec("diagnostics_period", 1.0, "Seconds between /diagnostics messages.", float_range=(0.1, 60.0),
               read_only=True),
+    ParamSpec("frame_topics", [""], "Per latent topic (same order), the raw camera image topic its encoder reads; "
+              "non-empty: also publish <parent>/reconstruction_overlay, that camera frame with the reconstruction "
+              "drawn into the crop window from <topic>/telemetry and the window outlined (joined by stamp). "
+              "Empty entries (the default): off.", read_only=True),
 )
 DECODER_SPECS = {spec.name: spec for spec in DECODER_PARAMS}
 
@@ -155,6 +159,10 @@ def validate(name: str, value: Any, specs: dict[str, ParamSpec] | None = None) -
         return f"device must be auto, cpu, cuda or cuda:N, got {value!r}"
     if name == "image_topics":
         return _topics_error(list(value))
+    if name == "frame_topics":
+        bad = [topic for topic in value if topic and not _TOPIC.match(topic)]
+        if bad:
+            return f"frame_topics has invalid topic names {bad}"
     if name == "latent_topics":
         bad = [topic for topic in value if not _TOPIC.match(topic)]
         if not value or bad or len(set(value)) != len(value):

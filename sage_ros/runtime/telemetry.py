@@ -305,3 +305,32 @@ def kind_of(bundle) -> str:
 
 def bundle_fields(bundle) -> tuple[tuple[str, str], ...]:
     return fields_for(kind_of(bundle), int(bundle.meta.get("num_codes", 10)))
+
+
+# --- looking at it -------------------------------------------------------------------------------------------------
+
+def overlay_reconstruction(frame: np.ndarray, reconstruction: np.ndarray, values: dict[str, float],
+                           colour: tuple[int, int, int] = (255, 59, 48), thickness: int = 2) -> np.ndarray:
+    """The camera frame (H x W x 3 uint8) with the latent's `reconstruction` (h x w x 3 uint8, the model's input
+    size) resized into the crop window that telemetry `values` report, and the window outlined: the latent drawn
+    back where the model looked. The window is scaled when the frame is not the source size telemetry names
+    (a reduced copy); the parts of a letterbox window outside the frame (its padding) are cut off."""
+    import cv2
+
+    frame_h, frame_w = frame.shape[:2]
+    sx = frame_w / values.get("source_width", frame_w) if values.get("source_width") else 1.0
+    sy = frame_h / values.get("source_height", frame_h) if values.get("source_height") else 1.0
+    x, y = values["crop_x"] * sx, values["crop_y"] * sy
+    w, h = values["crop_w"] * sx, values["crop_h"] * sy
+    if not all(math.isfinite(v) for v in (x, y, w, h)) or w < 1 or h < 1:
+        raise ValueError(f"telemetry window {x, y, w, h} is not a window")
+    left, top, width, height = int(round(x)), int(round(y)), int(round(w)), int(round(h))
+    resized = cv2.resize(np.ascontiguousarray(reconstruction), (width, height), interpolation=cv2.INTER_LINEAR)
+    out = frame.copy()
+    x0, y0 = max(0, left), max(0, top)
+    x1, y1 = min(frame_w, left + width), min(frame_h, top + height)
+    if x1 <= x0 or y1 <= y0:
+        raise ValueError(f"telemetry window {left, top, width, height} lies outside the {frame_w}x{frame_h} frame")
+    out[y0:y1, x0:x1] = resized[y0 - top:y1 - top, x0 - left:x1 - left]
+    cv2.rectangle(out, (x0, y0), (x1 - 1, y1 - 1), colour, thickness)
+    return out

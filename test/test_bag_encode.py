@@ -51,7 +51,7 @@ def test_latents_match_the_torch_model_frame_by_frame_with_source_headers(setup,
     assert [t for _, t, _ in messages] == [BAG_T0_NS + int(i * 1e9 / 10.0) for i in range(FRAMES)]  # source bag times
     assert [m.header.stamp.sec * 10**9 + m.header.stamp.nanosec for _, _, m in messages] == stamps
     assert {m.header.frame_id for _, _, m in messages} == {"camera_optical_frame"}
-    assert {(m.encoding, m.height, m.width, m.step) for _, _, m in messages} == {("32FC1", 2, 8, 32)}
+    assert {(m.encoding, m.height, m.width, m.step) for _, _, m in messages} == {("32FC1", 3, 8, 32)}
 
     # independent reference: INTER_AREA resize to 64 px, [0, 1], the torch model's deterministic mu / logvar
     batch = np.stack([cv2.resize(f, (64, 64), interpolation=cv2.INTER_AREA) for f in frames]).astype(np.float32) / 255
@@ -65,8 +65,8 @@ def test_latents_match_the_torch_model_frame_by_frame_with_source_headers(setup,
     decoded = list(read_ros2_messages(next((tmp_path / "out").glob("*.mcap")), topics=["/camera/latent"]))
     assert len(decoded) == FRAMES
     last = decoded[-1].ros_msg
-    assert (last.encoding, last.height, last.width, last.header.frame_id) == ("32FC1", 2, 8, "camera_optical_frame")
-    np.testing.assert_array_equal(np.frombuffer(bytes(last.data), "<f4").reshape(2, 8)[0], got[-1]["mu"])
+    assert (last.encoding, last.height, last.width, last.header.frame_id) == ("32FC1", 3, 8, "camera_optical_frame")
+    np.testing.assert_array_equal(np.frombuffer(bytes(last.data), "<f4").reshape(3, 8)[0], got[-1]["mu"])
 
 
 def test_the_bag_says_which_model_made_its_latents(setup, tmp_path):
@@ -86,7 +86,7 @@ def test_the_bag_says_which_model_made_its_latents(setup, tmp_path):
     assert (info.model, info["latent_dim"], info["input"]["crop_mode"]) == ("tiny", 8, "center")
     assert (info["encoder_sha256"], info["decoder_sha256"]) == (bundle.meta["files"]["encoder.onnx"],
                                                                 bundle.meta["files"]["decoder.onnx"])
-    assert json.loads(infos[0][2].data)["format_version"] == 1
+    assert json.loads(infos[0][2].data)["format_version"] == 2
     with closing(open_reader(tmp_path / "out")) as reader:
         qos = next(c for c in reader.connections if c.topic.endswith("/info")).ext.offered_qos_profiles[0]
     assert (qos.reliability.name, qos.durability.name, qos.depth) == ("RELIABLE", "TRANSIENT_LOCAL", 1)
@@ -109,12 +109,12 @@ def test_compressed_topic_to_puzzle_grids_through_the_cli(setup, tmp_path):
     assert f"encoded {FRAMES} frames of /camera/image_raw/compressed -> /camera/puzzle" in result.stdout
     messages = read_rosbags(tmp_path / "out")
     assert len(messages) == FRAMES
-    assert {(m.encoding, m.height, m.width) for _, _, m in messages} == {("mono8", 30, 30)}
+    assert {(m.encoding, m.height, m.width) for _, _, m in messages} == {("mono8", 31, 30)}
     codes = np.stack([image_to_output(m)["codes"] for _, _, m in messages])
     assert codes.max() <= 9
     assert [m.header.stamp.sec * 10**9 + m.header.stamp.nanosec for _, _, m in messages] == stamps
     decoded = [m.ros_msg for m in read_ros2_messages(next((tmp_path / "out").glob("*.mcap")), topics=["/camera/puzzle"])]
-    np.testing.assert_array_equal(np.frombuffer(bytes(decoded[0].data), np.uint8).reshape(30, 30), codes[0])
+    np.testing.assert_array_equal(np.frombuffer(bytes(decoded[0].data), np.uint8).reshape(31, 30)[:30], codes[0])
     # the codes are the model's: decode the JPEGs as the reader does and compare with torch argmin codes
     with closing(open_reader(root / "in")) as reader:
         jpegs = [typestore().deserialize_cdr(d, c.msgtype) for c, _, d in reader.messages() if c.topic.endswith("compressed")]

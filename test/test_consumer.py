@@ -33,8 +33,19 @@ def puzzle_meta_bundle() -> Bundle:
                                      "files": {"encoder.onnx": "a" * 64, "decoder.onnx": "b" * 64}})
 
 
-def message(outputs, index=0):
+def message(outputs, index=0, info=None):
+    """A message as the encoder publishes it; with `info`, carrying that model's identity rows."""
+    if info is not None:
+        outputs = dict(outputs, fingerprint=np.array([info.fingerprint] * len(next(iter(outputs.values())))))
     return output_to_image(outputs, index, msg=ImageFields(data=np.empty(0, np.uint8)))
+
+
+def changed(info: dict, **changes) -> dict:
+    """An info with other model / checksums and the fingerprint that goes with them."""
+    from sage_ros.runtime.latent_info import fingerprint
+
+    new = dict(info, **changes)
+    return dict(new, fingerprint=fingerprint(new["model"], new["encoder_sha256"], new["decoder_sha256"]))
 
 
 def test_info_names_the_model_its_checksums_layout_and_input(tiny):
@@ -42,11 +53,11 @@ def test_info_names_the_model_its_checksums_layout_and_input(tiny):
     assert info["model"] == tiny.name and info["architecture"] == "TinyVAE" and info["precision"] == "fp32"
     assert info["encoder_sha256"] == tiny.meta["files"]["encoder.onnx"] != info["decoder_sha256"]
     assert info["decoder_sha256"] == tiny.meta["files"]["decoder.onnx"]
-    assert (info["kind"], info["latent_dim"], info["shape"], info["encoding"]) == ("latent", 8, [2, 8], "32FC1")
+    assert (info["kind"], info["latent_dim"], info["shape"], info["encoding"]) == ("latent", 8, [3, 8], "32FC1")
     assert "row 0 = mu" in info["layout"] and "row 1 = log sigma^2" in info["layout"]
     assert info["input"] == {"height": 64, "width": 64, "color_order": "rgb", "range": [0.0, 1.0],
                              "crop_mode": "center"}
-    assert info["format_version"] == 1
+    assert info["format_version"] == 2 and info["identity_rows"] == 1 and len(info["fingerprint"]) == 12
     assert len(info_json(info)) < 2000  # small: one message, latched (the telemetry field list is half of it)
     puzzle = model_info(puzzle_meta_bundle())
     assert (puzzle["kind"], puzzle["grid"], puzzle["codes"], puzzle["encoding"]) == ("puzzle", [30, 30], 10, "mono8")
@@ -59,7 +70,9 @@ def test_info_names_the_model_its_checksums_layout_and_input(tiny):
     (lambda d: d.update(encoding="mono8"), "encoding"),
     (lambda d: d.update(shape=[2, 9]), "disagrees with latent_dim"),
     (lambda d: d.update(encoder_sha256="xyz"), "64 lowercase hex"),
-    (lambda d: d.update(format_version=2), "newer"),
+    (lambda d: d.update(format_version=3), "newer"),
+    (lambda d: d.update(fingerprint="0" * 12), "does not belong"),
+    (lambda d: d.update(identity_rows=0), "identity_rows must be 1"),
     (lambda d: d["input"].pop("crop_mode"), "input must hold"),
     (lambda d: d.update(kind="depth"), "kind must be"),
 ])
@@ -76,29 +89,29 @@ def test_message_to_mu_logvar_and_codes_checked_against_the_info(tiny):
     info = LatentInfo.parse(info_json(model_info(tiny)))
     rng = np.random.default_rng(0)
     outputs = {"mu": rng.normal(size=(2, 8)).astype(np.float32), "logvar": rng.normal(size=(2, 8)).astype(np.float32)}
-    latent = latent_from_message(message(outputs, 1), info)
+    latent = latent_from_message(message(outputs, 1, info), info)
     np.testing.assert_array_equal(latent.mu, outputs["mu"][1])
     np.testing.assert_array_equal(latent.logvar, outputs["logvar"][1])
     assert latent.mu.dtype == np.float32 and latent.codes is None and latent.z is latent.mu
 
-    wide = message({"mu": np.zeros((1, 9), np.float32), "logvar": np.zeros((1, 9), np.float32)})
-    with pytest.raises(InfoMismatch, match="2 x 9 but info .* says 2 x 8"):
+    wide = message({"mu": np.zeros((1, 9), np.float32), "logvar": np.zeros((1, 9), np.float32)}, 0, info)
+    with pytest.raises(InfoMismatch, match="3 x 9 but info .* says 3 x 8"):
         latent_from_message(wide, info)
-    nan = message({"mu": np.full((1, 8), np.nan, np.float32), "logvar": np.zeros((1, 8), np.float32)})
+    nan = message({"mu": np.full((1, 8), np.nan, np.float32), "logvar": np.zeros((1, 8), np.float32)}, 0, info)
     with pytest.raises(InfoMismatch, match="malformed"):
         latent_from_message(nan, info)
-    short = message(outputs)
+    short = message(outputs, 0, info)
     short.data = short.data[:-4]
     with pytest.raises(InfoMismatch, match="malformed"):
         latent_from_message(short, info)
-    codes = message({"codes": np.full((1, 30, 30), 3, np.uint8)})
+    puzzle = LatentInfo.parse(info_json(model_info(puzzle_meta_bundle())))
+    codes = message({"codes": np.full((1, 30, 30), 3, np.uint8)}, 0, puzzle)
     with pytest.raises(InfoMismatch, match="encoding 'mono8'"):
         latent_from_message(codes, info)
 
-    puzzle = LatentInfo.parse(info_json(model_info(puzzle_meta_bundle())))
     np.testing.assert_array_equal(latent_from_message(codes, puzzle).codes, np.full((30, 30), 3, np.uint8))
     with pytest.raises(InfoMismatch, match="code 10 outside 0..9"):
-        latent_from_message(message({"codes": np.full((1, 30, 30), 10, np.uint8)}), puzzle)
+        latent_from_message(message({"codes": np.full((1, 30, 30), 10, np.uint8)}, 0, puzzle), puzzle)
 
 
 def test_bundle_found_by_checksum_then_decoder_checksum_then_name(tiny, tmp_path):
@@ -108,13 +121,13 @@ def test_bundle_found_by_checksum_then_decoder_checksum_then_name(tiny, tmp_path
     info = model_info(tiny)
     bundle, how = find_bundle(LatentInfo.parse(info), dirs)
     assert how == "checksum" and bundle.meta["files"] == tiny.meta["files"]
-    assert find_bundle(LatentInfo.parse(dict(info, encoder_sha256="0" * 64)), dirs)[1] == "decoder checksum"
-    by_name = LatentInfo.parse(dict(info, encoder_sha256="0" * 64, decoder_sha256="1" * 64))
+    assert find_bundle(LatentInfo.parse(changed(info, encoder_sha256="0" * 64)), dirs)[1] == "decoder checksum"
+    by_name = LatentInfo.parse(changed(info, encoder_sha256="0" * 64, decoder_sha256="1" * 64))
     assert find_bundle(by_name, dirs)[1] == "name"
     with pytest.raises(BundleNotFound, match=f"no bundle for .* in {tmp_path}"):
         find_bundle(by_name, dirs, allow_name=False)
     with pytest.raises(BundleNotFound):
-        find_bundle(LatentInfo.parse(dict(info, model="nope", decoder_sha256="1" * 64, encoder_sha256="1" * 64)),
+        find_bundle(LatentInfo.parse(changed(info, model="nope", decoder_sha256="1" * 64, encoder_sha256="1" * 64)),
                     dirs)
 
 
@@ -147,7 +160,7 @@ def test_shipped_puzzle_bundle_decodes_its_own_codes():
     codes = np.random.default_rng(2).integers(0, info["codes"], size=(30, 30)).astype(np.uint8)
     with LatentDecoder(info) as decoder:
         assert decoder.matched_by == "checksum"
-        image = decoder.decode_message(message({"codes": codes[None]}))
+        image = decoder.decode_message(message({"codes": codes[None]}, 0, info))
         reference = to_rgb8(decoder.backend.decode(codes[None].astype(np.int64)), (-1.0, 1.0))[0]
     assert image.shape == (224, 224, 3)
     np.testing.assert_array_equal(image, reference)

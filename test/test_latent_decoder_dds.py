@@ -26,7 +26,7 @@ from sage_ros.ros.diagnostics import status_values
 from sage_ros.ros.info import info_qos
 from sage_ros.runtime.bundle import load_bundle
 from sage_ros.runtime.image_codec import image_to_numpy, numpy_to_image
-from sage_ros.runtime.latent_info import LatentInfo, info_json, model_info
+from sage_ros.runtime.latent_info import LatentInfo, fingerprint, info_json, model_info
 from sage_ros.runtime.messages import image_to_output
 
 NS = "/decoder_test"
@@ -193,7 +193,8 @@ def test_unknown_bundle_and_disagreeing_messages_are_reported(env):
     info_pub = graph.node.create_publisher(String, f"{NS}/fake/latent/info", info_qos())
     latent_pub = graph.node.create_publisher(Image, f"{NS}/fake/latent", 10)
     try:
-        unknown = dict(model_info(tiny8), model="nobody", encoder_sha256="0" * 64, decoder_sha256="1" * 64)
+        unknown = dict(model_info(tiny8), model="nobody", encoder_sha256="0" * 64, decoder_sha256="1" * 64,
+                       fingerprint=fingerprint("nobody", "0" * 64, "1" * 64))
         info_pub.publish(String(data=info_json(unknown)))
         after = time.time()
         values, status = wait_for(lambda: (d := decoder_status(env, after)) and "fake/latent: problem" in d[0] and d,

@@ -120,7 +120,7 @@ def test_encoder_node_under_humble_surface_publishes_latents(graph, tmp_path):
                 camera.publish(msg)
                 return next((m for m in list(latents) if stamp_of(m) == stamp), None)
             out = wait_for(arrived, 20, interval=0.5, what=f"latent of frame {i}")
-            assert (out.encoding, out.height, out.header.frame_id) == ("32FC1", 2, "camera_optical_frame")
+            assert (out.encoding, out.height, out.header.frame_id) == ("32FC1", 3, "camera_optical_frame")
             np.testing.assert_allclose(image_to_output(out)["mu"], reference["mu"][i], rtol=1e-5, atol=1e-6)
 
         wait_for(lambda: latest_matched(diagnostics) == "1", 10, what="publishers_matched 1 in /diagnostics")

@@ -191,8 +191,8 @@ def test_parameter_file_keys_validate_against_declarations():
 
 
 def test_a_bad_value_in_the_file_is_caught():
-    reasons = P.validate_all({"max_rate": 0, "crop_mode": "zoom", "qos_depth": 500, "no_such": 1})
-    assert len(reasons) == 4 and "type float" in reasons[0]
+    reasons = P.validate_all({"max_rate": -1, "crop_mode": "zoom", "qos_depth": 500, "no_such": 1})
+    assert len(reasons) == 4 and "max_rate must be in" in reasons[0]
 
 
 def test_real_node_loads_the_parameter_file():

@@ -120,7 +120,7 @@ def test_latents_match_offline_encoding_with_source_header(tiny, frames):
     for i, frame in enumerate(frames):
         msg = publish_and_wait(tiny["front"], tiny["front_latent"], frame, 100 + i)
         assert msg.header.frame_id == "camera_optical_frame"
-        assert (msg.encoding, msg.height, msg.width, msg.step) == ("32FC1", 2, 8, 32)
+        assert (msg.encoding, msg.height, msg.width, msg.step) == ("32FC1", 3, 8, 32)  # mu, logvar, identity
         latent = image_to_output(msg)
         np.testing.assert_allclose(latent["mu"], reference["mu"][i], rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(latent["logvar"], reference["logvar"][i], rtol=1e-5, atol=1e-6)
@@ -164,7 +164,7 @@ def test_malformed_frames_are_counted_not_published(tiny, frames):
 def test_set_parameters_service_rejects_invalid_values_with_reasons(tiny, graph, frames):
     client = tiny["params"]
     for values, words in (({"max_rate": -1.0}, "max_rate"), ({"crop_mode": "zoom"}, "crop_mode must be"),
-                          ({"bundle": "/tmp/other"}, "does not exist"), ({"max_rate": 3}, "")):
+                          ({"bundle": "/tmp/other"}, "does not exist"), ({"max_rate": -3}, "max_rate must be in")):
         result = set_params(graph, client, **values)[0]
         assert not result.successful, values
         assert words in result.reason, (values, result.reason)
@@ -257,7 +257,7 @@ def test_puzzle_node_managed_compressed_input_and_qos_mismatch_logged(tmp_path, 
         wait_for(lambda: reliable.get_subscription_count(), 15, what="compressed input matched")
         msg = CompressedImage(header=header(700), format="jpeg", data=encode_compressed(frames[3], quality=90))
         puzzle = publish_until(reliable, msg, puzzles, 20)
-        assert (puzzle.encoding, puzzle.height, puzzle.width) == ("mono8", 30, 30)
+        assert (puzzle.encoding, puzzle.height, puzzle.width) == ("mono8", 31, 30)  # + identity row
         codes = image_to_output(puzzle)["codes"]
         assert codes.max() <= 9
         backend = make_backend(load_bundle(bundle_dir), "onnxruntime", "cpu", intra_op_threads=1)
@@ -293,7 +293,8 @@ def test_shipped_default_bundles_over_dds(tmp_path, graph, frames):
                                                "-p", "qos_reliability:=reliable", "-p", "backend:=onnxruntime"],
                          tmp_path / f"{preset}.log") for preset in DEFAULT_BUNDLES]
     try:
-        outputs = {"tinyvae": graph.collect(Image, "/shipped/latent"), "puzzle": graph.collect(Image, "/shipped/puzzle")}
+        outputs = {"tinyvae": graph.collect(Image, "/shipped/camera/latent"),  # beside the resolved input
+                   "puzzle": graph.collect(Image, "/shipped/camera/puzzle")}
         camera = graph.node.create_publisher(Image, "/shipped/camera/image_raw", 10)
         for node in nodes:
             node.wait_log("backend warm")

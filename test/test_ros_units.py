@@ -40,7 +40,8 @@ def test_every_default_is_valid_and_described():
 @pytest.mark.parametrize("name, value, words", [
     ("max_rate", -1.0, "max_rate must be in"),
     ("max_rate", float("nan"), "max_rate must be in"),
-    ("max_rate", 5, "type float"),                       # ROS types are static: 5 is not a double
+    ("max_rate", -1, "max_rate must be in"),             # an integer is a double: it reaches the range check
+    ("max_rate", True, "type float"),
     ("qos_depth", 0, "qos_depth must be in"),
     ("qos_depth", 1.0, "type int"),
     ("crop_mode", "zoom", "crop_mode must be one of"),
@@ -137,7 +138,7 @@ def test_messages_equal_offline_encoding(tiny_bundle, frames):
     messages = output_messages(outputs, [m.header for m in msgs])
     reference = backend.encode(Preprocessor.from_bundle(bundle, "center")(list(frames)))
     for i, message in enumerate(messages):
-        assert (message.encoding, message.height, message.width) == ("32FC1", 2, bundle.latent_shape[0])
+        assert (message.encoding, message.height, message.width) == ("32FC1", 3, bundle.latent_shape[0])  # + identity row
         assert message.header.stamp.sec == i and message.header.frame_id == "camera_optical_frame"
         got = image_to_output(message)
         np.testing.assert_allclose(got["mu"], reference["mu"][i], rtol=1e-6, atol=1e-6)
@@ -207,7 +208,7 @@ def test_stats_rates_percentiles_and_levels():
     now[0] += 1.0
     snap = stats.snapshot()
     assert snap.new == {"received": 0, "published": 0, "dropped": 0, "lost": 0, "bad_frames": 1, "errors": 0,
-                        "publish_errors": 0}
+                        "publish_errors": 0, "worker_restarts": 0}
     assert level_and_message(snap, active=True)[0] == b"\x01"
     stats.error("inference: boom")
     array = diagnostic_array(stats.snapshot(), name="n: encoder", hardware_id="cpu",

@@ -11,7 +11,7 @@ import pytest
 from sage_ros.runtime import telemetry as T
 from sage_ros.runtime.bundle import load_bundle
 from sage_ros.runtime.image_codec import ImageFields
-from sage_ros.runtime.latent_info import LatentInfo, info_json, model_info
+from sage_ros.runtime.latent_info import LatentInfo, bundle_fingerprint, info_json, model_info
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 
@@ -99,7 +99,7 @@ def test_batch_telemetry_of_the_shipped_tinyvae(tiny):
     frames = list(real_frames(3))
     frames[2] = np.zeros_like(frames[2])  # a black frame, which the model reconstructs differently
     prepared = Preprocessor.from_bundle(tiny.bundle, "center").prepare(frames, [0, 1, 2])
-    outputs = tiny.encode(prepared.batch)
+    outputs = dict(tiny.encode(prepared.batch), fingerprint=np.array([bundle_fingerprint(tiny.bundle)] * 3))
     received = [time.monotonic() - 0.010] * 3
     rows = T.batch_telemetry(tiny, prepared, outputs, frames_hw=[f.shape[:2] for f in frames], encode_s=0.002,
                              received=received, sources_hw=[None, (480, 640), None])
@@ -121,6 +121,14 @@ def test_batch_telemetry_of_the_shipped_tinyvae(tiny):
     assert (rows[1]["crop_x"], rows[1]["crop_w"], rows[1]["source_width"]) == (80, 480, 640)
     packed = T.pack(rows[0], T.bundle_fields(tiny.bundle))
     assert np.isfinite(packed).all()
+    # the model's fingerprint travels as three exact 16-bit words; telemetry of another model is refused
+    info = model_info(tiny.bundle)
+    assert T.telemetry_fingerprint(T.unpack(packed, T.bundle_fields(tiny.bundle))) == info["fingerprint"]
+    msg = T.telemetry_images(rows[:1], T.bundle_fields(tiny.bundle), [None],
+                             msg_factory=lambda: ImageFields(data=np.empty(0, np.uint8)))[0]
+    assert T.telemetry_from_message(msg, info)["trust"] == pytest.approx(rows[0]["trust"])
+    with pytest.raises(T.TelemetryError, match="made by model"):
+        T.telemetry_from_message(msg, dict(info, fingerprint="0123456789ab"))
 
 
 def test_batch_telemetry_of_the_shipped_puzzle_with_and_without_decode():
@@ -140,5 +148,5 @@ def test_batch_telemetry_of_the_shipped_puzzle_with_and_without_decode():
         assert 0 < row["code_entropy_bits"] <= math.log2(10)
         assert math.isnan(row["recon_mse"]) and math.isnan(row["total_ms"])  # not computed: NaN, documented
     assert all(0 < row["recon_mse"] < 0.2 and row["recon_psnr_db"] > 7 for row in full)
-    assert T.pack(full[0], T.bundle_fields(backend.bundle)).shape == (1, 23)
+    assert T.pack(full[0], T.bundle_fields(backend.bundle)).shape == (1, 26)
     assert all(row["input_std"] == other["input_std"] > 0.05 for row, other in zip(cheap, full))  # real frames

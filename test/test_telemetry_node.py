@@ -17,6 +17,7 @@ from sage_ros.runtime.bundle import load_bundle
 from sage_ros.runtime.consumer import shipped_model_dirs
 from sage_ros.runtime.image_codec import encode_compressed, numpy_to_image
 from sage_ros.runtime.latent_info import LatentInfo
+from sage_ros.runtime.messages import message_fingerprint
 from sage_ros.runtime.preprocess import Preprocessor
 
 NS = "/tel_test"
@@ -133,6 +134,7 @@ def test_tinyvae_telemetry_has_the_latent_header_and_the_offline_values(tiny, gr
             assert stamp_of(telemetry) == stamp_of(latent)
             assert (telemetry.encoding, telemetry.height, telemetry.width) == ("32FC1", 1, len(fields))
             values = T.telemetry_from_message(telemetry, info)
+            assert T.telemetry_fingerprint(values) == message_fingerprint(latent) == info["fingerprint"]
             prepared = Preprocessor.from_bundle(bundle, "resize").prepare(frame)
             offline = T.batch_telemetry(backend, prepared, backend.encode(prepared.batch),
                                         frames_hw=[frame.shape[:2]])[0]
@@ -177,7 +179,7 @@ def test_puzzle_telemetry_with_jpeg_input_reports_the_window_in_source_pixels(tm
 
         values = T.telemetry_from_message(send_until(env, jpeg(700)), info)
         puzzle = wait_for(lambda: by_stamp(env["out"], (700, 700000)), 10)
-        codes = np.frombuffer(bytes(puzzle.data), np.uint8)
+        codes = np.frombuffer(bytes(puzzle.data), np.uint8)[:900]  # the grid; an identity row follows
         assert [values[f"code_hist_{k}"] for k in range(10)] == np.bincount(codes, minlength=10).tolist()
         assert values["code_entropy_bits"] == pytest.approx(float(T.entropy_bits(np.bincount(codes, minlength=10))),
                                                             abs=1e-5)

@@ -33,16 +33,19 @@ from std_msgs.msg import Header, String
 
 from sage_ros.ros import params as P
 from sage_ros.ros.crop_overlay import OVERLAY_NAME, CropOverlay
+from sage_ros.ros.graph_check import PublisherCheck, output_beside
 from sage_ros.ros.info import info_qos, info_topic
 from sage_ros.ros.qos import input_qos, output_qos
 from sage_ros.runtime.backends import BackendError
 from sage_ros.runtime.bundle import BundleError
-from sage_ros.runtime.consumer import (BundleNotFound, InfoError, InfoMismatch, LatentDecoder, LatentInfo,
-                                       latent_from_message, shipped_model_dirs)
+from sage_ros.runtime.consumer import (BundleNotFound, InfoError, InfoMismatch, LatentDecoder, LatentInfo, ModelGate,
+                                       shipped_model_dirs)
 from sage_ros.runtime.image_codec import numpy_to_image
 
 THROTTLE_S = 5.0
-COUNTERS = ("received", "published", "no_info", "mismatched", "decode_errors", "publish_errors", "infos")
+COUNTERS = ("received", "published", "no_info", "mismatched", "decode_errors", "publish_errors", "infos",
+            "held", "released", "dropped_unknown_model")
+HOLD = 30  # latents of a model whose info has not arrived yet, held per topic (~1 s of a 30 Hz camera)
 
 
 @dataclass
@@ -57,6 +60,12 @@ class Stream:
     output_topic: str = ""
     counts: Counter = field(default_factory=Counter)
     overlay: Any = None  # CropOverlay when frame_topics names this topic's camera
+    gate: ModelGate = field(default_factory=lambda: ModelGate(hold=HOLD))  # decodes only with the maker's model
+
+    def sync_gate_counts(self) -> None:
+        g = self.gate.counts
+        self.counts["held"], self.counts["released"] = g["held"], g["released"]
+        self.counts["dropped_unknown_model"] = g["dropped"] + g["unknown"]
 
     def values(self) -> dict[str, str]:
         prefix = self.latent_topic
@@ -89,6 +98,9 @@ def stream_level(stream: Stream, new: Counter) -> tuple[int, str]:
         return 2, f"{topic}: {new['mismatched']} messages disagree with their info: {stream.last_mismatch}"
     if new["decode_errors"] or new["publish_errors"]:
         return 2, f"{topic}: decode/publish errors: {stream.last_mismatch}"
+    if new["dropped_unknown_model"]:
+        return 1, (f"{topic}: {new['dropped_unknown_model']} latents dropped, not decoded: which model made them could "
+                   f"not be matched to an info ({stream.gate.last_problem})")
     if stream.info is None:
         return 1, f"{topic}: waiting for {info_topic(topic)} ({stream.counts['no_info']} latents without it)"
     if stream.decoder is not None and stream.decoder.matched_by == "name":
@@ -112,7 +124,7 @@ class LatentDecoderNode(Node):
             stream = Stream(topic)
             if index < len(frame_topics) and frame_topics[index]:  # the crop window drawn on the full frame
                 stream.overlay = CropOverlay(self, topic, frame_topics[index],
-                                             P.output_namespace(topic) + OVERLAY_NAME, lambda s=stream: s.info,
+                                             output_beside(self, topic, OVERLAY_NAME), lambda s=stream: s.info,
                                              latent_qos)
             self.streams.append(stream)
             # beside the latent topic as remapped (`-r latent:=x` subscribes x/info)
@@ -121,11 +133,15 @@ class LatentDecoderNode(Node):
             self.create_subscription(Image, topic, partial(self._on_latent, stream), latent_qos)
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_timer(self._param("diagnostics_period"), self.publish_diagnostics)
-        self.get_logger().info(f"decoding {[s.latent_topic for s in self.streams]} with bundles from "
-                               f"{[str(d) for d in self.model_dirs()]}")
+        # a latent topic with no publisher and nothing received after a few seconds: a WARN naming it (and similar
+        # topics that exist), not silence
+        self._input_check = PublisherCheck(self, [(self.resolve_topic_name(s.latent_topic), "sensor_msgs/msg/Image")
+                                                  for s in self.streams], what="latent")
+        self.get_logger().info(f"decoding {[self.resolve_topic_name(s.latent_topic) for s in self.streams]} with "
+                               f"bundles from {[str(d) for d in self.model_dirs()]}")
 
     def _param(self, name: str) -> Any:
-        return self.get_parameter(name).value
+        return P.coerce(name, self.get_parameter(name).value, P.DECODER_SPECS)
 
     def model_dirs(self) -> list[Path]:
         return [Path(d).expanduser() for d in self._param("model_dirs") if d] + shipped_model_dirs()
@@ -133,6 +149,12 @@ class LatentDecoderNode(Node):
     # --- info: which model made the latents --------------------------------------------------------------------
 
     def _on_info(self, stream: Stream, msg: String) -> None:
+        try:
+            self._take_info(stream, msg)
+        except Exception as err:  # noqa: BLE001 - one hostile message must never end the node
+            self._set_problem(stream, f"info not usable ({type(err).__name__}: {err})")
+
+    def _take_info(self, stream: Stream, msg: String) -> None:
         stream.counts["infos"] += 1
         try:
             info = LatentInfo.parse(msg.data)
@@ -143,6 +165,7 @@ class LatentDecoderNode(Node):
             if stream.decoder is not None and stream.info is not None and stream.info.identity == info.identity:
                 stream.info = info  # same model (a new crop mode, say): the decoder stays
                 stream.decoder.info = info
+                self._release(stream, stream.gate.set_info(info))
                 return
         try:
             decoder = LatentDecoder(info, self.model_dirs(), backend=self._param("backend"),
@@ -151,6 +174,7 @@ class LatentDecoderNode(Node):
         except (BundleNotFound, BundleError, BackendError, InfoMismatch, ValueError, OSError, ImportError) as err:
             with self._lock:
                 old, stream.decoder, stream.info = stream.decoder, None, info
+                stream.gate.set_info(info)  # held latents of this model stay undecoded: nothing decodes them
             if old is not None:
                 old.close()
             self._set_problem(stream, f"cannot decode {info.summary()}: {err}")
@@ -158,10 +182,18 @@ class LatentDecoderNode(Node):
         with self._lock:
             old, stream.decoder, stream.info, stream.problem = stream.decoder, decoder, info, ""
             self._ensure_publisher(stream)
+            released = stream.gate.set_info(info)
         if old is not None:
             old.close()
         self.get_logger().info(f"'{stream.latent_topic}': {info.summary()} -> bundle {decoder.bundle.path} "
                                f"(matched by {decoder.matched_by}) -> '{stream.output_topic}'")
+        self._release(stream, released)
+
+    def _release(self, stream: Stream, released) -> None:
+        """Latents held until their model's info arrived: decoded now, in arrival order."""
+        for msg, latent in released:
+            self._publish_image(stream, stream.decoder, msg, latent)
+        stream.sync_gate_counts()
 
     def _backend_options(self) -> dict:
         backend, threads = self._param("backend"), self._param("intra_op_threads")
@@ -171,7 +203,7 @@ class LatentDecoderNode(Node):
 
     def _ensure_publisher(self, stream: Stream) -> None:
         name = "puzzle_reconstruction" if stream.info.is_puzzle else "reconstruction"
-        topic = P.output_namespace(stream.latent_topic) + name
+        topic = output_beside(self, stream.latent_topic, name)  # beside the latent topic as resolved
         if topic != stream.output_topic:
             if stream.publisher is not None:
                 self.destroy_publisher(stream.publisher)
@@ -185,16 +217,32 @@ class LatentDecoderNode(Node):
 
     def _on_latent(self, stream: Stream, msg: Image) -> None:
         stream.counts["received"] += 1
-        with self._lock:
-            decoder, publisher = stream.decoder, stream.publisher
-        if decoder is None:
-            stream.counts["no_info"] += 1
-            return
-        image = self.decode(stream, decoder, msg)
+        try:
+            with self._lock:
+                decoder = stream.decoder
+                if decoder is None and stream.info is None:
+                    stream.counts["no_info"] += 1
+                try:  # a latent another model made (its info not here yet) is held, never decoded with this one
+                    latent = stream.gate.add(msg)
+                except InfoMismatch as err:
+                    stream.counts["mismatched"] += 1
+                    stream.last_mismatch = str(err)
+                    self.get_logger().error(f"'{stream.latent_topic}': {err}", throttle_duration_sec=THROTTLE_S)
+                    return
+                finally:
+                    stream.sync_gate_counts()
+            if latent is not None and decoder is not None:
+                self._publish_image(stream, decoder, msg, latent)
+        except Exception as err:  # noqa: BLE001 - one hostile message must never end the node
+            stream.counts["decode_errors"] += 1
+            stream.last_mismatch = f"{type(err).__name__}: {err}"
+
+    def _publish_image(self, stream: Stream, decoder: LatentDecoder, msg: Image, latent) -> None:
+        image = self.decode(stream, decoder, msg, latent)
         if image is None:
             return
         try:
-            publisher.publish(image)
+            stream.publisher.publish(image)
             stream.counts["published"] += 1
             if stream.overlay is not None:
                 stream.overlay.add_reconstruction(msg.header, image)
@@ -202,10 +250,11 @@ class LatentDecoderNode(Node):
             stream.counts["publish_errors"] += 1
             stream.last_mismatch = f"publish: {err}"
 
-    def decode(self, stream: Stream, decoder: LatentDecoder, msg: Image) -> Image | None:
-        """One latent message -> an rgb8 Image with its header, or None (counted, logged) when it cannot be."""
+    def decode(self, stream: Stream, decoder: LatentDecoder, msg: Image, latent=None) -> Image | None:
+        """One latent message (already read and checked into `latent`, else read here) -> an rgb8 Image with its
+        header, or None (counted, logged) when it cannot be."""
         try:
-            pixels = decoder.decode_message(msg)
+            pixels = decoder.decode(latent) if latent is not None else decoder.decode_message(msg)
         except InfoMismatch as err:
             stream.counts["mismatched"] += 1
             stream.last_mismatch = str(err)
@@ -221,12 +270,18 @@ class LatentDecoderNode(Node):
     # --- diagnostics -------------------------------------------------------------------------------------------
 
     def publish_diagnostics(self) -> None:
+        received = {self.resolve_topic_name(s.latent_topic): s.counts["received"] > 0 for s in self.streams}
+        missing = self._input_check.poll(lambda topic: received.get(topic, False))
         levels, messages, values = [], [], {}
         for stream in self.streams:
             previous = self._previous.get(stream.latent_topic, Counter())
             new = Counter({name: stream.counts[name] - previous[name] for name in COUNTERS})
             self._previous[stream.latent_topic] = Counter(stream.counts)
             level, message = stream_level(stream, new)
+            resolved = self.resolve_topic_name(stream.latent_topic)
+            if resolved in missing and stream.info is None:
+                level, message = 1, (f"{stream.latent_topic}: nothing received and no publisher on {resolved}"
+                                     + (f" (similar: {', '.join(missing[resolved])})" if missing[resolved] else ""))
             levels.append(level)
             messages.append(message)
             values.update(stream.values())

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
-COUNTERS = ("received", "published", "dropped", "lost", "bad_frames", "errors", "publish_errors")
+COUNTERS = ("received", "published", "dropped", "lost", "bad_frames", "errors", "publish_errors", "worker_restarts")
 
 
 @dataclass
@@ -75,10 +75,13 @@ def _percentiles_ms(samples) -> dict[str, float]:
     return {"p50": float(p50), "p90": float(p90), "p99": float(p99)}
 
 
-def level_and_message(snap: Snapshot, active: bool) -> tuple[bytes, str]:
-    """ERROR on inference/publish errors in the interval, WARN on bad frames, heavy drops or no input."""
+def level_and_message(snap: Snapshot, active: bool, no_publisher: str = "") -> tuple[bytes, str]:
+    """ERROR on inference/publish errors in the interval, WARN on bad frames, heavy drops or no input
+    (`no_publisher`: which input topics have no publisher, with similar topics that do exist)."""
     if not active:
         return DiagnosticStatus.WARN, "inactive (lifecycle); not encoding"
+    if snap.new["worker_restarts"]:
+        return DiagnosticStatus.ERROR, f"encoder worker restarted: {snap.last_error}"
     if snap.new["errors"] or snap.new["publish_errors"]:
         return DiagnosticStatus.ERROR, f"errors in the last interval: {snap.last_error}"
     if snap.new["bad_frames"]:
@@ -86,6 +89,8 @@ def level_and_message(snap: Snapshot, active: bool) -> tuple[bytes, str]:
     if snap.new["lost"]:
         return DiagnosticStatus.WARN, (f"{snap.new['lost']} frames lost in the middleware (best-effort input; "
                                        "see docs/ros.md: large frames)")
+    if snap.new["received"] == 0 and no_publisher:
+        return DiagnosticStatus.WARN, f"no input frames: {no_publisher}"
     if snap.new["received"] == 0:
         return DiagnosticStatus.WARN, "no input frames (check the topic and qos_reliability)"
     if snap.new["dropped"] > snap.new["received"] / 2:
@@ -95,9 +100,9 @@ def level_and_message(snap: Snapshot, active: bool) -> tuple[bytes, str]:
 
 
 def diagnostic_array(snap: Snapshot, *, name: str, hardware_id: str, info: dict[str, str], active: bool,
-                     stamp) -> DiagnosticArray:
+                     stamp, no_publisher: str = "") -> DiagnosticArray:
     """One DiagnosticStatus with every counter, rate and percentile as key/values."""
-    level, message = level_and_message(snap, active)
+    level, message = level_and_message(snap, active, no_publisher)
     values = {
         "input_rate_hz": f"{snap.input_rate:.2f}",
         "output_rate_hz": f"{snap.output_rate:.2f}",
@@ -110,7 +115,9 @@ def diagnostic_array(snap: Snapshot, *, name: str, hardware_id: str, info: dict[
         "bad_frames": str(snap.counts["bad_frames"]),
         "errors": str(snap.counts["errors"]),
         "publish_errors": str(snap.counts["publish_errors"]),
+        "worker_restarts": str(snap.counts["worker_restarts"]),
         "last_error": snap.last_error,
+        **({"inputs_without_publisher": no_publisher} if no_publisher else {}),
         **info,
     }
     status = DiagnosticStatus(level=level, name=name, message=message, hardware_id=hardware_id,

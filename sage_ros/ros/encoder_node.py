@@ -24,7 +24,6 @@ from typing import Any
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
-from rclpy.duration import Duration
 from rclpy.executors import ExternalShutdownException
 from rclpy.exceptions import ParameterException
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
@@ -34,11 +33,13 @@ from std_msgs.msg import String
 from sage_ros.ros import params as P
 from sage_ros.ros.compat import watch_publishers
 from sage_ros.ros.diagnostics import EncoderStats, diagnostic_array
-from sage_ros.ros.info import info_qos, info_topic
+from sage_ros.ros.graph_check import PublisherCheck, output_beside
+from sage_ros.ros.info import AckWatch, info_qos, info_topic
 from sage_ros.ros.encoding import (ImageConversionError, LatestFrameSlots, Pending, admission_error,
-                                   decode_min_size, encode_prepared, first_decodable, frame_from_message,
-                                   output_messages, reconstruction_messages)
+                                   decode_min_size, encode_frames, encode_prepared, first_decodable,
+                                   frame_from_message, implausible_rows, output_messages, reconstruction_messages)
 from sage_ros.ros.qos import input_qos, output_qos, publisher_events, subscription_events
+from sage_ros.ros.worker import RatePacer, run_supervised
 from sage_ros.runtime.backends import BackendError, make_backend
 from sage_ros.runtime.bundle import BundleError, load_bundle
 from sage_ros.runtime.consumer import shipped_model_dirs
@@ -50,7 +51,7 @@ SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FA
 LIVE_PARAMS = ("crop_mode", "max_rate", "publish_reconstruction", "max_input_pixels", "publish_telemetry",
                "telemetry_decode")  # applied while running
 THROTTLE_S = 5.0  # at most one log line per cause and call site this often
-INFO_ACK_S = 1.0  # longest wait for subscribers to acknowledge a new <output>/info before encoding goes on
+INFO_ACK_S = 1.0  # longest wait (in total, per change, off the frame path) for subscribers to acknowledge an info
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,7 @@ class EncoderNode(LifecycleNode):
     def __init__(self, preset: str = "tinyvae", node_name: str | None = None, **node_kwargs):
         self.preset = preset
         self._live = {name: P.SPECS[name].default for name in LIVE_PARAMS}
+        self._pacer = RatePacer(lambda: self._live["max_rate"])  # a max_rate change wakes the waiting worker
         super().__init__(node_name or PRESETS[preset].node_name, **node_kwargs)
         # Registered before declaring, so command-line / parameter-file values are validated at start too.
         self.add_on_set_parameters_callback(self._on_set_parameters)
@@ -115,11 +117,13 @@ class EncoderNode(LifecycleNode):
         self._model_lock = threading.Lock()  # the worker's batch vs a live bundle change (see _swap_bundle)
         self._info_text = ""  # the <output>/info JSON last published
         self._info_key: tuple = ()  # (bundle, crop_mode) it describes
+        self._acks = AckWatch(self.get_logger(), INFO_ACK_S)
+        self._input_check: PublisherCheck | None = None  # mistyped input topics (made on activate)
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._diagnostics_timer = self.create_timer(self._param("diagnostics_period"), self.publish_diagnostics)
 
     def _param(self, name: str) -> Any:
-        return self.get_parameter(name).value
+        return P.coerce(name, self.get_parameter(name).value)
 
     def _on_set_parameters(self, params):
         result = P.on_set_parameters(params)
@@ -132,7 +136,8 @@ class EncoderNode(LifecycleNode):
         if result.successful:
             for param in params:
                 if param.name in LIVE_PARAMS:
-                    self._live[param.name] = param.value
+                    self._live[param.name] = P.coerce(param.name, param.value)
+            self._pacer.notify()
         return result
 
     # --- lifecycle ------------------------------------------------------------------------------------------
@@ -155,12 +160,14 @@ class EncoderNode(LifecycleNode):
         transport = self._param("input_transport")
         self._compressed = transport == "compressed"
         self.cameras = []
+        recon = "puzzle_reconstruction" if self.bundle.is_vq else "reconstruction"
         for topic in self._param("image_topics"):
-            namespace = P.output_namespace(topic)
+            # outputs beside the input as resolved: `-r image:=/camera/image_raw` -> /camera/latent (graph_check.py)
+            input_topic = topic + "/compressed" if self._compressed else topic
             self.cameras.append(Camera(
-                image_topic=topic, input_topic=topic + "/compressed" if transport == "compressed" else topic,
-                output_topic=namespace + kind, reconstruction_topic=namespace + (
-                    "puzzle_reconstruction" if self.bundle.is_vq else "reconstruction")))
+                image_topic=topic, input_topic=input_topic,
+                output_topic=output_beside(self, input_topic, kind, self._compressed),
+                reconstruction_topic=output_beside(self, input_topic, recon, self._compressed)))
         for camera in self.cameras:
             camera.publisher = self.create_lifecycle_publisher(
                 Image, camera.output_topic, output_qos(),
@@ -175,8 +182,8 @@ class EncoderNode(LifecycleNode):
             f"configured: {self.bundle.name} ({self.bundle.architecture}, {self.bundle.precision}) from "
             f"{self.bundle.path} on {info.get('backend')} {info.get('device')} "
             + (f"(device {info['requested_device']} asked for, not available) " if "requested_device" in info else "")
-            + f"{info.get('providers', '')}; {[c.input_topic for c in self.cameras]} -> "
-            f"{[c.output_topic for c in self.cameras]}")
+            + f"{info.get('providers', '')}; {[self.resolve_topic_name(c.input_topic) for c in self.cameras]} -> "
+            f"{[self.resolve_topic_name(c.output_topic) for c in self.cameras]}")
 
     def _backend_options(self) -> dict:
         threads = self._param("intra_op_threads")
@@ -208,9 +215,11 @@ class EncoderNode(LifecycleNode):
                 message_type, camera.input_topic, partial(self._on_frame, index), qos, event_callbacks=events)
             camera.publisher_watch = watch_publishers(self, camera.subscription, events,
                                                       period=min(self._param("diagnostics_period"), 0.5))
+        self._input_check = PublisherCheck(self, [(self.resolve_topic_name(c.input_topic), "sensor_msgs/msg/" + (
+            "CompressedImage" if self._compressed else "Image")) for c in self.cameras],
+            exclude=[self.resolve_topic_name(t) for c in self.cameras for t in (c.output_topic, c.reconstruction_topic)])
         self._stop.clear()
-        self._worker = threading.Thread(target=self._work, name="encoder_worker", daemon=True)
-        self._worker.start()
+        self._start_worker()
         self._active = True
         return result
 
@@ -293,19 +302,33 @@ class EncoderNode(LifecycleNode):
     def _on_matched(self, camera: Camera, count: int) -> None:
         camera.publishers_matched = count
 
+    def _start_worker(self) -> None:
+        self._worker = threading.Thread(target=run_supervised, args=(self._work, self._stop, self._worker_crashed),
+                                        name="encoder_worker", daemon=True)
+        self._worker.start()
+
+    def _worker_crashed(self, err: BaseException, trace: str) -> None:
+        self.stats.error(f"encoder worker crashed ({type(err).__name__}: {err}); restarted", "worker_restarts")
+        self.get_logger().error(f"encoder worker crashed, restarting it: {trace}", throttle_duration_sec=THROTTLE_S)
+
+    def _check_worker(self) -> None:
+        """From the diagnostics timer: an active node whose worker thread has ended (anything run_supervised could
+        not catch) is reported as an error and gets a new worker; it never looks healthy while producing nothing."""
+        worker = self._worker
+        if self._active and not self._stop.is_set() and (worker is None or not worker.is_alive()):
+            self.stats.error("encoder worker thread had ended; restarted", "worker_restarts")
+            self.get_logger().error("encoder worker thread had ended; restarting it")
+            self._start_worker()
+
     def _work(self) -> None:
-        next_allowed = 0.0
         while not self._stop.is_set():
-            max_rate = self._live["max_rate"]
-            wait = next_allowed - time.monotonic()
-            if max_rate > 0 and wait > 0:
-                self._stop.wait(wait)  # frames arriving meanwhile overwrite their slot (counted drops)
+            if not self._pacer.wait(self._stop):  # max_rate: frames arriving meanwhile overwrite their slot (drops)
                 continue
             slots = self._slots
             batch = slots.take(timeout=0.1) if slots is not None else []
             if not batch or self._stop.is_set():
                 continue
-            next_allowed = time.monotonic() + (1.0 / max_rate if max_rate > 0 else 0.0)
+            self._pacer.started()
             try:
                 with self._model_lock:
                     self.process(batch)
@@ -347,6 +370,17 @@ class EncoderNode(LifecycleNode):
             self.get_logger().error(f"inference failed: {err}", throttle_duration_sec=THROTTLE_S)
             return
         inference_s = time.perf_counter() - started
+        bad = implausible_rows(outputs)
+        for row, reason in bad.items():  # counted as errors, never published as valid latents
+            self.stats.error(f"encoder output on {self.cameras[kept[row][0]].input_topic}: {reason}")
+            self.get_logger().error(f"not publishing: {reason}", throttle_duration_sec=THROTTLE_S)
+        if bad:
+            rows = [row for row in range(len(kept)) if row not in bad]
+            outputs = {key: value[rows] for key, value in outputs.items()}
+            kept = [kept[row] for row in rows]
+            frames, prepared = [frames[row] for row in rows], prepared.subset(rows)  # telemetry's rows too
+            if not kept:
+                return
         headers = [pending.msg.header for _, pending in kept]
         messages = output_messages(outputs, headers)
         for (camera, pending), message in zip(kept, messages):
@@ -397,18 +431,18 @@ class EncoderNode(LifecycleNode):
     # --- model identity (<output>/info) and live bundle changes --------------------------------------------------
 
     def _publish_info(self, crop_mode: str, force: bool = False) -> None:
-        """Publish the info JSON on every camera's <output>/info when it differs from the last one (or `force`).
-
-        Then wait (at most INFO_ACK_S) until every subscriber acknowledged it, so that the info of a new model
-        reaches subscribers before the first latent it makes is even sent."""
+        """Publish the info JSON on every camera's <output>/info when it differs from the last one (or `force`),
+        before the first latent the new model or crop mode makes. Acknowledgements are awaited off the frame path
+        (AckWatch: at most INFO_ACK_S in total, a WARN when a subscriber did not acknowledge): each latent carries
+        its model's fingerprint, so a consumer with a late info holds the latent rather than misreading it."""
         if (self.bundle, crop_mode) == self._info_key and not force:  # the per-batch call costs one comparison
             return
         text = info_json(model_info(self.bundle, crop_mode))
         published = [camera.info_publisher for camera in self.cameras
                      if camera.info_publisher is not None and self._publish(camera.info_publisher, String(data=text))]
         self._info_text, self._info_key = text, (self.bundle, crop_mode)
-        for publisher in published:
-            publisher.wait_for_all_acked(Duration(seconds=INFO_ACK_S))
+        if published:
+            self._acks.watch(published, f"{self.bundle.name} ({crop_mode})")
 
     def _swap_bundle(self, value: str) -> str | None:
         """The `bundle` parameter changed while configured: load, check and warm the new bundle up, then replace the
@@ -453,7 +487,7 @@ class EncoderNode(LifecycleNode):
         info = {"state": "active" if self._active else ("inactive" if self.backend else "unconfigured"),
                 "crop_mode": self._live["crop_mode"], "max_rate": str(self._live["max_rate"]),
                 "input_transport": self._param("input_transport"),
-                "image_topics": " ".join(c.input_topic for c in self.cameras)
+                "image_topics": " ".join(self.resolve_topic_name(c.input_topic) for c in self.cameras)
                 or " ".join(self._param("image_topics")),
                 "publishers_matched": " ".join(str(c.publishers_matched) for c in self.cameras)}
         if self.backend is not None:
@@ -466,10 +500,15 @@ class EncoderNode(LifecycleNode):
         return info
 
     def publish_diagnostics(self) -> None:
+        self._check_worker()
         info = self.diagnostics_info()
+        check = self._input_check if self._active else None
+        missing = check.poll() if check is not None else {}
+        no_publisher = "; ".join(f"no publisher on {topic}" + (f" (similar: {', '.join(m)})" if m else "")
+                                 for topic, m in missing.items())
         array = diagnostic_array(self.stats.snapshot(), name=f"{self.get_fully_qualified_name()}: encoder",
                                  hardware_id=info.get("device", self._param("device")), info=info,
-                                 active=self._active, stamp=self.get_clock().now().to_msg())
+                                 active=self._active, stamp=self.get_clock().now().to_msg(), no_publisher=no_publisher)
         try:
             self._diagnostics_pub.publish(array)
         except RuntimeError as err:

@@ -13,7 +13,8 @@ import numpy as np
 from sage_ros.runtime.image_codec import (DEFAULT_MAX_PIXELS, ImageConversionError, check_compressed, check_image,
                                           decode_compressed, image_msg_to_rgb8, image_to_numpy, numpy_to_image)
 from sage_ros.runtime.consumer import to_rgb8  # the latent_decoder's own: robot and operator images agree
-from sage_ros.runtime.messages import output_to_image
+from sage_ros.runtime.latent_info import bundle_fingerprint
+from sage_ros.runtime.messages import MAX_ABS_LATENT, output_to_image
 from sage_ros.runtime.preprocess import Prepared, Preprocessor
 
 
@@ -76,15 +77,38 @@ def first_decodable(pending: "Pending", decode) -> tuple[np.ndarray | None, "Pen
 
 def encode_frames(backend, preprocessor: Preprocessor, frames: Sequence[np.ndarray],
                   cameras: Sequence[Hashable] | None = None) -> dict[str, np.ndarray]:
-    """Frames (one per camera) -> one batched backend call -> {"mu","logvar"} or {"codes"} (N rows)."""
-    return backend.encode(preprocessor(list(frames), cameras))
+    """Frames (one per camera) -> one batched backend call -> {"mu","logvar"} or {"codes"} (N rows), plus
+    "fingerprint" (N rows of the backend's model fingerprint): every message made from them carries it."""
+    outputs = dict(backend.encode(preprocessor(list(frames), cameras)))
+    outputs["fingerprint"] = np.array([bundle_fingerprint(backend.bundle)] * len(frames))
+    return outputs
+
+
+def implausible_rows(outputs: dict[str, np.ndarray]) -> dict[int, str]:
+    """{row: reason} for every batch row of encoder outputs that must not be published as a valid latent:
+    non-finite or |value| > MAX_ABS_LATENT in mu / logvar. Puzzle codes are range-checked in output_array."""
+    bad: dict[int, str] = {}
+    for key in ("mu", "logvar"):
+        if key not in outputs:
+            continue
+        values = np.asarray(outputs[key], dtype=np.float64).reshape(len(outputs[key]), -1)
+        finite = np.isfinite(values).all(axis=1)
+        largest = np.where(np.isfinite(values), np.abs(values), 0.0).max(axis=1, initial=0.0)
+        for row in np.flatnonzero(~finite | (largest > MAX_ABS_LATENT)):
+            bad.setdefault(int(row), f"{key} of row {int(row)} is " + (
+                "not finite (NaN / inf)" if not finite[row] else f"implausible (|{key}| up to {largest[row]:.3g} "
+                f"> {MAX_ABS_LATENT:g})"))
+    return bad
 
 
 def encode_prepared(backend, preprocessor: Preprocessor, frames: Sequence[np.ndarray],
                     cameras: Sequence[Hashable] | None = None) -> tuple[Prepared, dict[str, np.ndarray]]:
-    """As encode_frames, also returning the model input and each frame's crop window (for telemetry)."""
+    """As encode_frames (fingerprint included), also returning the model input and each frame's crop window (for
+    telemetry)."""
     prepared = preprocessor.prepare(list(frames), cameras)
-    return prepared, backend.encode(prepared.batch)
+    outputs = dict(backend.encode(prepared.batch))
+    outputs["fingerprint"] = np.array([bundle_fingerprint(backend.bundle)] * len(prepared.windows))
+    return prepared, outputs
 
 
 def output_messages(outputs: dict[str, np.ndarray], headers: Sequence[Any]) -> list[Any]:
@@ -167,5 +191,5 @@ class Pending:
 
 
 __all__ = ["ImageConversionError", "decode_min_size", "frame_from_message", "admission_error", "first_decodable",
-           "encode_frames", "encode_prepared", "output_messages",
+           "encode_frames", "encode_prepared", "output_messages", "implausible_rows", "MAX_ABS_LATENT",
            "reconstruction_messages", "to_rgb8", "LatestFrameSlots", "Pending"]

@@ -19,3 +19,56 @@ def info_qos() -> QoSProfile:
 def info_topic(output_topic: str) -> str:
     """'latent' -> 'latent/info', '/front/puzzle' -> '/front/puzzle/info'."""
     return output_topic.rstrip("/") + INFO_SUFFIX
+
+
+class AckWatch:
+    """Waits for subscribers to acknowledge a newly published info, off the frame path (its own thread per change),
+    bounded in total (`timeout` s for all of a change's publishers together), and logs a WARN when some did not.
+
+    Correctness does not depend on it: every latent carries its model's fingerprint (runtime/latent_info.py), so a
+    consumer whose info is late holds or drops latents instead of misreading them. The wait only tells the operator
+    that a subscriber is stalled (e.g. a suspended process), without stalling any camera or the parameter call."""
+
+    def __init__(self, logger, timeout: float):
+        self._logger, self._timeout = logger, timeout
+        self._threads: list = []
+        self.timeouts = 0  # changes not fully acknowledged in time (for tests and diagnostics)
+
+    def watch(self, publishers: list, what: str) -> None:
+        import threading
+
+        self._threads = [t for t in self._threads if t.is_alive()]
+        thread = threading.Thread(target=self._wait, args=(list(publishers), what), name="info_ack", daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    def _wait(self, publishers: list, what: str) -> None:
+        import time
+
+        from rclpy.duration import Duration
+
+        deadline = time.monotonic() + self._timeout
+        late = []
+        for publisher in publishers:
+            try:
+                remaining = max(0.0, deadline - time.monotonic())
+                if not publisher.wait_for_all_acked(Duration(seconds=remaining)):
+                    late.append(publisher)
+            except Exception:  # noqa: BLE001 - publisher destroyed meanwhile (cleanup): nothing left to wait for
+                continue
+        if not late:
+            return
+        self.timeouts += 1
+        try:
+            matched = sum(p.get_subscription_count() for p in late)
+            topics = ", ".join(p.topic_name for p in late)
+        except Exception:  # noqa: BLE001
+            matched, topics = 0, "(publisher gone)"
+        self._logger.warning(
+            f"info for {what} not acknowledged within {self._timeout:.1f} s: at least 1 of the {matched} "
+            f"subscriber(s) of {topics} did not acknowledge (stalled or suspended?). Encoding goes on; every latent "
+            "carries its model's fingerprint, so consumers hold it until the info arrives")
+
+    def join(self, timeout: float) -> None:
+        for thread in self._threads:
+            thread.join(timeout)

@@ -127,12 +127,13 @@ DECODER_SPECS = {spec.name: spec for spec in DECODER_PARAMS}
 
 
 def _type_error(spec: ParamSpec, value: Any) -> str | None:
-    # ROS parameters are statically typed: an int given for a double is rejected by rclpy too.
+    # ROS parameters are statically typed, except that the float ones are declared with dynamic_typing so that an
+    # integer value reaches this check (then the range check) instead of rclpy's bare type error.
     expected = spec.ros_type
     if expected is bool or expected is int:
         ok = type(value) is expected
-    elif expected is float:
-        ok = type(value) is float
+    elif expected is float:  # an integer is a valid double (`-p max_rate:=5`); a bool is not
+        ok = type(value) in (float, int)
     elif expected is list:
         ok = isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value)
     else:
@@ -188,6 +189,14 @@ def output_namespace(image_topic: str) -> str:
     return image_topic.rsplit("/", 1)[0] + "/" if "/" in image_topic else ""
 
 
+def coerce(name: str, value: Any, specs: dict[str, ParamSpec] | None = None) -> Any:
+    """The value the node uses: an integer given for a float parameter as a float (validate accepted it)."""
+    spec = (SPECS if specs is None else specs).get(name)
+    if spec is not None and spec.ros_type is float and type(value) is int:
+        return float(value)
+    return value
+
+
 def validate_all(values: dict[str, Any], specs: dict[str, ParamSpec] | None = None) -> list[str]:
     """Reasons for every invalid entry of a parameter dict (unknown names included)."""
     return [reason for name, value in values.items() if (reason := validate(name, value, specs))]
@@ -211,6 +220,9 @@ def declare_parameters(node, defaults: dict[str, Any] | None = None, extra: Iter
         if spec.int_range:
             descriptor.integer_range = [IntegerRange(from_value=spec.int_range[0], to_value=spec.int_range[1],
                                                      step=1)]
+        if spec.ros_type is float:
+            # accepts `-p max_rate:=5` (an INTEGER) at start and on change; on_set_parameters checks type and range
+            descriptor.dynamic_typing = True
         if spec.float_range:
             descriptor.floating_point_range = [FloatingPointRange(from_value=spec.float_range[0],
                                                                   to_value=spec.float_range[1], step=0.0)]

@@ -4,17 +4,25 @@
 range are known and consistent; every file listed under `files` exists and has the recorded sha256 (and
 encoder/decoder are listed); the ONNX graphs' input/output names, dtypes and dims agree with `input` and
 `latent_shape`. Any failure raises BundleError naming the file and the mismatch.
+
+Time of check = time of use: each listed file is read once, its sha256 taken over those bytes, and the bytes kept
+(`Bundle.file_bytes`); the graph checks and every backend load from them, never from the path again, so a file
+replaced on disk after loading (decoder.onnx, say) is never used under the old checksums.
 """
 from __future__ import annotations
 
-import json
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sage_ros.hashing import sha256_file  # noqa: F401 (re-exported: backends and tests import it from here)
 
+from .safe_json import JSONLimitError, loads_limited
+
 BUNDLE_FILE = "bundle.json"
+MAX_META_BYTES = 1 << 20  # a shipped bundle.json is ~3 KB
+MAX_META_DEPTH = 32
 REQUIRED_KEYS = ("name", "architecture", "precision", "input", "latent_shape", "files", "metrics", "created_by")
 PRECISIONS = ("fp32", "fp16", "int8", "int4")
 GAUSSIAN_ARCHITECTURES = ("TinyVAE", "TinyVAELinSkip", "TinyVAE32")
@@ -33,6 +41,22 @@ class BundleError(ValueError):
 class Bundle:
     path: Path
     meta: dict = field(repr=False)
+    blobs: dict = field(default_factory=dict, repr=False, compare=False)  # file name -> the verified bytes
+
+    def file_bytes(self, file_name: str) -> bytes:
+        """The bytes of a bundle file as verified at load (read now, and checked when listed, if not kept then)."""
+        data = self.blobs.get(file_name)
+        if data is None:
+            try:
+                data = (self.path / file_name).read_bytes()
+            except OSError as err:
+                raise BundleError(f"{self.path / file_name}: cannot be read ({err.strerror or err})") from None
+            expected = self.meta.get("files", {}).get(file_name)
+            if expected is not None and hashlib.sha256(data).hexdigest() != expected:
+                raise BundleError(f"{self.path / file_name}: sha256 mismatch (bundle.json says {expected}); the "
+                                  "file changed after the bundle was listed")
+            self.blobs[file_name] = data
+        return data
 
     @property
     def name(self) -> str:
@@ -96,18 +120,69 @@ def load_bundle(path: str | Path, *, verify_checksums: bool = True) -> Bundle:
         raise BundleError(f"{path}: bundle directory does not exist")
     if not meta_path.is_file():
         raise BundleError(f"{meta_path}: missing (a bundle directory holds bundle.json, encoder.onnx, decoder.onnx)")
-    try:
-        meta = json.loads(meta_path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise BundleError(f"{meta_path}: not valid JSON ({err})") from None
-    if not isinstance(meta, dict):
-        raise BundleError(f"{meta_path}: top level must be an object")
+    meta = read_bundle_meta(meta_path)
     bundle = Bundle(path=path, meta=meta)
     _check_meta(bundle, meta_path)
     _check_files(bundle, verify_checksums)
     _check_graph(bundle, bundle.encoder_path, _expected_encoder_io(bundle))
     _check_graph(bundle, bundle.decoder_path, _expected_decoder_io(bundle))
     return bundle
+
+
+def read_bundle_meta(meta_path: Path) -> dict:
+    """bundle.json parsed with size / depth limits and checked against the schema (schema_error); BundleError says
+    why not. Everything that reads a bundle.json (load_bundle, the consumer's bundle search) goes through here."""
+    try:
+        with open(meta_path, "rb") as handle:
+            data = handle.read(MAX_META_BYTES + 1)
+        meta = loads_limited(data, max_bytes=MAX_META_BYTES, max_depth=MAX_META_DEPTH, what=BUNDLE_FILE)
+    except OSError as err:
+        raise BundleError(f"{meta_path}: cannot be read ({err.strerror or err})") from None
+    except JSONLimitError as err:
+        raise BundleError(f"{meta_path}: {err}") from None
+    reason = schema_error(meta)
+    if reason:
+        raise BundleError(f"{meta_path}: {reason}")
+    return meta
+
+
+def _is_sha256(value: Any) -> bool:
+    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+
+
+def schema_error(meta: Any) -> str | None:
+    """Why `meta` is not a bundle.json the runtime can use (types and shapes of every key it reads), else None.
+    A small declarative check rather than a jsonschema dependency: the robot's runtime stays lean."""
+    if not isinstance(meta, dict):
+        return "top level must be an object"
+    missing = [k for k in REQUIRED_KEYS if k not in meta]
+    if missing:
+        return f"missing keys {missing}"
+    for key in ("name", "architecture", "precision", "created_by"):
+        if not isinstance(meta[key], str) or not meta[key]:
+            return f"{key} must be a non-empty string, got {meta[key]!r}"
+    if not isinstance(meta["metrics"], dict):
+        return f"metrics must be an object, got {type(meta['metrics']).__name__}"
+    files = meta["files"]
+    if not isinstance(files, dict) or not all(isinstance(k, str) and _is_sha256(v) for k, v in files.items()):
+        return "files must map file name -> sha256 (64 lowercase hex digits)"
+    for key in ("encoder", "decoder"):
+        entry = meta.get(key, {})
+        if not isinstance(entry, dict):
+            return f"{key} must be an object"
+        if not isinstance(entry.get("file", f"{key}.onnx"), str):
+            return f"{key}.file must be a file name (a string), got {entry['file']!r}"
+    if "torch_weights" in meta and not isinstance(meta["torch_weights"], str):
+        return f"torch_weights must be a file name (a string), got {meta['torch_weights']!r}"
+    if "num_codes" in meta and not (type(meta["num_codes"]) is int and 1 <= meta["num_codes"] <= 256):
+        return f"num_codes must be an int in 1..256, got {meta['num_codes']!r}"
+    spec = meta["input"]
+    if not isinstance(spec, dict):
+        return "input must be an object"
+    for key in ("height", "width"):
+        if key in spec and not (type(spec[key]) is int and 0 < spec[key] <= 65536):
+            return f"input.{key} must be a positive int, got {spec[key]!r}"
+    return None
 
 
 def _check_meta(bundle: Bundle, meta_path: Path) -> None:
@@ -177,10 +252,15 @@ def _check_files(bundle: Bundle, verify_checksums: bool) -> None:
         _inside(bundle, file_name, "files entry")
         if not file_path.is_file():
             raise BundleError(f"{file_path}: listed in bundle.json but missing")
-        if verify_checksums:
-            actual = sha256_file(file_path)
+        if verify_checksums:  # read once: these bytes are verified, checked and loaded (file_bytes)
+            try:
+                data = file_path.read_bytes()
+            except OSError as err:
+                raise BundleError(f"{file_path}: cannot be read ({err.strerror or err})") from None
+            actual = hashlib.sha256(data).hexdigest()
             if actual != expected:
                 raise BundleError(f"{file_path}: sha256 mismatch (bundle.json says {expected}, file has {actual})")
+            bundle.blobs[file_name] = data
 
 
 def _expected_encoder_io(bundle: Bundle) -> dict:
@@ -199,8 +279,9 @@ def _expected_decoder_io(bundle: Bundle) -> dict:
             "outputs": {"image": (["N", 3, height, width], ("float32",))}}
 
 
-def graph_io(onnx_path: Path) -> dict[str, dict[str, tuple[list, str]]]:
-    """{"inputs"|"outputs": {name: (dims, dtype)}} of an ONNX file; dims are ints, or strings for symbolic ones.
+def graph_io(onnx_path: Path | bytes) -> dict[str, dict[str, tuple[list, str]]]:
+    """{"inputs"|"outputs": {name: (dims, dtype)}} of an ONNX file (a path or its bytes); dims are ints, or strings
+    for symbolic ones.
 
     Uses the `onnx` package when present (reads the protobuf only), else an onnxruntime session's metadata, so a
     robot with only onnxruntime can still verify bundles.
@@ -210,7 +291,8 @@ def graph_io(onnx_path: Path) -> dict[str, dict[str, tuple[list, str]]]:
     except ImportError:
         onnx = None
     if onnx is not None:
-        graph = onnx.load(str(onnx_path), load_external_data=False).graph
+        graph = (onnx.load_from_string(bytes(onnx_path)) if isinstance(onnx_path, (bytes, bytearray))
+                 else onnx.load(str(onnx_path), load_external_data=False)).graph
         initializers = {init.name for init in graph.initializer}
 
         def describe(values) -> dict:
@@ -221,7 +303,8 @@ def graph_io(onnx_path: Path) -> dict[str, dict[str, tuple[list, str]]]:
         return {"inputs": describe(graph.input), "outputs": describe(graph.output)}
     import onnxruntime as ort
 
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(onnx_path if isinstance(onnx_path, (bytes, bytearray)) else str(onnx_path),
+                                   providers=["CPUExecutionProvider"])
     ort_types = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(int64)": "int64",
                  "tensor(int32)": "int32", "tensor(uint8)": "uint8"}
 
@@ -233,7 +316,7 @@ def graph_io(onnx_path: Path) -> dict[str, dict[str, tuple[list, str]]]:
 
 def _check_graph(bundle: Bundle, onnx_path: Path, expected: dict) -> None:
     try:
-        actual = graph_io(onnx_path)
+        actual = graph_io(bundle.file_bytes(onnx_path.name))
     except BundleError:
         raise
     except Exception as err:  # a corrupt protobuf raises DecodeError, onnxruntime raises its own types

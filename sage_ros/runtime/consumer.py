@@ -13,26 +13,41 @@ not fit the info raises InfoMismatch with the reason, so a node can count and re
 """
 from __future__ import annotations
 
-import json
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from .bundle import BUNDLE_FILE, Bundle, BundleError, load_bundle
+from .bundle import BUNDLE_FILE, Bundle, BundleError, load_bundle, read_bundle_meta
 from .image_codec import ImageConversionError, image_to_numpy
 from .latent_info import InfoError, LatentInfo
+from .messages import MAX_ABS_LATENT, message_fingerprint, split_identity
 from .telemetry import TelemetryError, telemetry_from_message, telemetry_topic
 
-__all__ = ["InfoError", "InfoMismatch", "BundleNotFound", "Latent", "LatentInfo", "LatentDecoder", "StampPairer",
-           "latent_from_message", "find_bundle", "shipped_model_dirs", "stamp_ns", "to_rgb8", "StampJoiner",
-           "TelemetryError", "telemetry_from_message", "telemetry_topic"]
+__all__ = ["InfoError", "InfoMismatch", "ModelMismatch", "ModelUnknown", "BundleNotFound", "Latent", "LatentInfo",
+           "LatentDecoder", "ModelGate", "StampPairer", "latent_from_message", "made_by", "find_bundle",
+           "shipped_model_dirs", "stamp_ns", "to_rgb8", "StampJoiner", "TelemetryError", "telemetry_from_message",
+           "telemetry_topic"]
 
 
 class InfoMismatch(ValueError):
     """A latent / puzzle message that does not fit its info (encoding, shape, size, values)."""
+
+
+class ModelMismatch(InfoMismatch):
+    """A well-formed message made by another model than the info's (its identity rows carry another fingerprint):
+    usually the info of a model change has not arrived yet. Hold it (ModelGate) or drop it; never decode it."""
+
+    def __init__(self, message: str, fingerprint: str):
+        super().__init__(message)
+        self.fingerprint = fingerprint
+
+
+class ModelUnknown(InfoMismatch):
+    """A message whose identity rows are missing or unreadable while its info says they are there: which model
+    made it cannot be told, so it is not decoded."""
 
 
 class BundleNotFound(LookupError):
@@ -57,23 +72,112 @@ def stamp_ns(header: Any) -> int:
     return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
 
 
+def made_by(msg: Any, info: LatentInfo) -> bool:
+    """True when the message's identity rows name `info`'s model (format_version 1 infos: when its shape fits,
+    since those messages carry no identity)."""
+    if info.fingerprint is None:
+        return (getattr(msg, "encoding", None), int(getattr(msg, "height", -1)),
+                int(getattr(msg, "width", -1))) == (info.encoding, *info.shape)
+    return message_fingerprint(msg) == info.fingerprint
+
+
 def latent_from_message(msg: Any, info: LatentInfo) -> Latent:
-    """A `latent` / `puzzle` sensor_msgs/Image -> Latent (copies), checked against `info`; InfoMismatch if not."""
+    """A `latent` / `puzzle` sensor_msgs/Image -> Latent (copies), checked against `info`: ModelMismatch when another
+    model made it, ModelUnknown when it does not say which, InfoMismatch (their base) for anything else that does
+    not fit."""
     if msg.encoding != info.encoding:
         raise InfoMismatch(f"message encoding {msg.encoding!r} but info ({info.model}) says {info.encoding!r}")
-    if (int(msg.height), int(msg.width)) != info.shape:
+    shape = (int(msg.height), int(msg.width))
+    if shape != info.shape and not (info.identity_rows and shape[1] == info.shape[1]):
         raise InfoMismatch(f"message is {msg.height} x {msg.width} but info ({info.model}) says "
                            f"{info.shape[0]} x {info.shape[1]}")
     try:
         array = image_to_numpy(msg, check_finite=not info.is_puzzle)
     except ImageConversionError as err:
         raise InfoMismatch(f"malformed {info.kind} message: {err}") from None
+    if info.identity_rows:
+        array, fingerprint = split_identity(array, info.kind)
+        if fingerprint is None:
+            raise ModelUnknown(f"{info.kind} message carries no model identity (a format 1 encoder, or damaged): "
+                               f"cannot tell whether {info.model} made it; not decoded")
+        if fingerprint != info.fingerprint:
+            raise ModelMismatch(f"{info.kind} message was made by model {fingerprint}, not by {info.model} "
+                                f"({info.fingerprint}) of the info: its info has not arrived (yet)", fingerprint)
+        if array.shape != info.data_shape:
+            raise InfoMismatch(f"message data is {array.shape[0]} x {array.shape[1]} but info ({info.model}) says "
+                               f"{info.data_shape[0]} x {info.data_shape[1]}")
     if info.is_puzzle:
         codes = np.array(array, dtype=np.uint8)
         if codes.size and int(codes.max()) >= info["codes"]:
             raise InfoMismatch(f"code {int(codes.max())} outside 0..{info['codes'] - 1} of {info.model}")
         return Latent(codes=codes)
+    largest = float(np.abs(array).max(initial=0.0))
+    if largest > MAX_ABS_LATENT:
+        raise InfoMismatch(f"implausible latent: |value| up to {largest:.3g} (> {MAX_ABS_LATENT:g})")
     return Latent(mu=np.array(array[0], dtype=np.float32), logvar=np.array(array[1], dtype=np.float32))
+
+
+class ModelGate:
+    """One latent topic's messages in, Latents out only for the model its current info describes.
+
+    A message another model made (usually: that model's info is still on its way) is held, up to `hold` of them
+    (oldest dropped first, counted), and released by `set_info` when that model's info arrives; a message that does
+    not say which model made it is dropped and counted. Nothing is ever decoded with another model's decoder.
+    `counts`: held, released, dropped (held ones evicted), unknown (no identity); malformed messages raise
+    InfoMismatch from `add`, for the caller to count.
+
+        gate = ModelGate()
+        released = gate.set_info(LatentInfo.parse(info_msg.data))  # [(msg, Latent)] made by this model, held till now
+        latent = gate.add(msg)                                       # a Latent, or None (held / dropped, counted)
+    """
+
+    def __init__(self, hold: int = 30):
+        if hold < 0:
+            raise ValueError(f"hold must be >= 0, got {hold}")
+        self.hold = hold
+        self.info: LatentInfo | None = None
+        self._held: deque = deque()
+        self.counts = {"held": 0, "released": 0, "dropped": 0, "unknown": 0}
+        self.last_problem = ""
+
+    def set_info(self, info: LatentInfo) -> list[tuple[Any, Latent]]:
+        self.info = info
+        released, kept = [], deque()
+        for msg in self._held:
+            try:
+                released.append((msg, latent_from_message(msg, info)))
+                self.counts["released"] += 1
+            except ModelMismatch:
+                kept.append(msg)  # another model still: maybe its info comes next
+            except InfoMismatch as err:
+                self.counts["dropped"] += 1
+                self.last_problem = f"held message dropped: {err}"
+        self._held = kept
+        return released
+
+    def add(self, msg: Any) -> Latent | None:
+        if self.info is None:
+            self._hold(msg, "no info yet")
+            return None
+        try:
+            return latent_from_message(msg, self.info)
+        except ModelMismatch as err:
+            self._hold(msg, str(err))
+        except ModelUnknown as err:
+            self.counts["unknown"] += 1
+            self.last_problem = str(err)
+        return None
+
+    def _hold(self, msg: Any, why: str) -> None:
+        self.last_problem = why
+        self._held.append(msg)
+        self.counts["held"] += 1
+        while len(self._held) > self.hold:
+            self._held.popleft()
+            self.counts["dropped"] += 1
+
+    def pending(self) -> int:
+        return len(self._held)
 
 
 def to_rgb8(images_nchw: np.ndarray, input_range: tuple[float, float]) -> np.ndarray:
@@ -96,8 +200,9 @@ def shipped_model_dirs() -> list[Path]:
     return dirs
 
 
-def _candidates(dirs: Iterable[Path]) -> Iterable[tuple[Path, dict]]:
-    """(bundle directory, its bundle.json) for every readable bundle directly under each of `dirs`."""
+def _candidates(dirs: Iterable[Path], skipped: list[str]) -> Iterable[tuple[Path, dict]]:
+    """(bundle directory, its bundle.json) for every readable, schema-valid bundle directly under each of `dirs`;
+    why each other one was skipped goes to `skipped`."""
     seen = set()
     for directory in dirs:
         directory = Path(directory).expanduser()
@@ -108,12 +213,12 @@ def _candidates(dirs: Iterable[Path]) -> Iterable[tuple[Path, dict]]:
             if key in seen:
                 continue
             seen.add(key)
-            try:
-                meta = json.loads(meta_path.read_text())
-            except (OSError, UnicodeDecodeError, ValueError):
-                continue  # not a bundle we can read: load_bundle would say why, but it is not the one asked for
-            if isinstance(meta, dict) and isinstance(meta.get("files"), dict):
-                yield meta_path.parent, meta
+            try:  # limited parse + schema: a hostile bundle.json is skipped with its reason, never a crash
+                meta = read_bundle_meta(meta_path)
+            except BundleError as err:
+                skipped.append(str(err))
+                continue
+            yield meta_path.parent, meta
 
 
 def find_bundle(info: LatentInfo, dirs: Sequence[Path] | None = None, *,
@@ -126,12 +231,12 @@ def find_bundle(info: LatentInfo, dirs: Sequence[Path] | None = None, *,
     and verified (load_bundle). BundleNotFound names what was searched.
     """
     dirs = list(dirs) if dirs is not None else shipped_model_dirs()
-    candidates = list(_candidates(dirs))
+    skipped: list[str] = []
+    candidates = list(_candidates(dirs, skipped))
     model, encoder_sha, decoder_sha = info.identity
 
-    def sha(meta: dict, role: str) -> str | None:
-        name = meta.get(role, {}).get("file", f"{role}.onnx") if isinstance(meta.get(role), dict) else f"{role}.onnx"
-        return meta["files"].get(name)
+    def sha(meta: dict, role: str) -> str | None:  # the schema made these a dict and a str
+        return meta["files"].get(meta.get(role, {}).get("file", f"{role}.onnx"))
 
     tiers = [("checksum", lambda m: sha(m, "encoder") == encoder_sha and sha(m, "decoder") == decoder_sha),
              ("decoder checksum", lambda m: sha(m, "decoder") == decoder_sha)]
@@ -147,6 +252,8 @@ def find_bundle(info: LatentInfo, dirs: Sequence[Path] | None = None, *,
                     errors.append(str(err))
     searched = ", ".join(str(d) for d in dirs) or "(no directories)"
     detail = f"; unusable matches: {'; '.join(errors)}" if errors else ""
+    if skipped:
+        detail += f"; skipped {len(skipped)} invalid bundle.json: {'; '.join(skipped[:3])}"
     raise BundleNotFound(f"no bundle for {info.summary()} (encoder sha256 {encoder_sha[:12]}...) among "
                          f"{len(candidates)} bundles in {searched}{detail}")
 

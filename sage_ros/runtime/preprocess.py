@@ -102,6 +102,10 @@ class Prepared:
     batch: np.ndarray
     windows: list[CropWindow]
 
+    def subset(self, rows: Sequence[int]) -> "Prepared":
+        """Only these frames (in this order)."""
+        return Prepared(self.batch[list(rows)], [self.windows[row] for row in rows])
+
 
 @dataclass
 class _MotionState:

@@ -15,7 +15,10 @@ Fields (units in brackets):
   decoded at reduced resolution); encode_ms [ms]: pre-processing + encoder of the batch the frame was in; total_ms
   [ms]: from the frame's arrival (the subscription callback) to its telemetry being ready, decode included;
   input_std [1]: standard deviation of the model input's pixels scaled to [0,1] (near 0: a blank, black, white or
-  covered view, which every model reconstructs well, so a high trust there means nothing; see README).
+  covered view, which every model reconstructs well, so a high trust there means nothing; see README);
+  fingerprint_hi, fingerprint_mid, fingerprint_lo [uint16]: the 48-bit fingerprint of the model that made the latent
+  (the info's `fingerprint`, 12 hex digits, as three 16-bit words, high first: exact in float32; the latent's identity
+  row carries the same), so telemetry is never read with another model's field list (telemetry_from_message checks).
 - TinyVAE family: recon_mse [1/px, input in [0,1]]: mean squared error of the mu-path decode against the model input,
   both scaled to [0,1]; recon_psnr_db [dB] = 10 log10(1 / recon_mse); kl_per_dim [nats]: KL(N(mu, sigma^2) ||
   N(0, 1)) summed over the latent and divided by its size; trust [0..1] = clamp(0.5 max(0, 1 - 10 recon_mse) +
@@ -43,7 +46,9 @@ TRUST_FORMULA = "clamp(0.5*max(0, 1-10*recon_mse) + 0.5/(1+kl_per_dim), 0, 1) (S
 
 WINDOW_FIELDS = (("crop_x", "px"), ("crop_y", "px"), ("crop_w", "px"), ("crop_h", "px"), ("motion_found", "flag"),
                  ("source_width", "px"), ("source_height", "px"))
-TIMING_FIELDS = (("encode_ms", "ms"), ("total_ms", "ms"), ("input_std", "1"))
+TIMING_FIELDS = (("encode_ms", "ms"), ("total_ms", "ms"), ("input_std", "1"),
+                 ("fingerprint_hi", "uint16"), ("fingerprint_mid", "uint16"), ("fingerprint_lo", "uint16"))
+FINGERPRINT_FIELDS = ("fingerprint_hi", "fingerprint_mid", "fingerprint_lo")
 LATENT_FIELDS = (*WINDOW_FIELDS, ("recon_mse", "1"), ("recon_psnr_db", "dB"), ("kl_per_dim", "nats"),
                  ("trust", "1"), ("latent_norm", "1"), ("latent_dim", "1"), *TIMING_FIELDS)
 
@@ -248,7 +253,25 @@ def telemetry_from_message(msg: Any, info: Any) -> dict[str, float]:
         array = image_to_numpy(msg)
     except ImageConversionError as err:
         raise TelemetryError(f"malformed telemetry message: {err}") from None
-    return unpack(array, spec["fields"])
+    values = unpack(array, spec["fields"])
+    made_by, expected = telemetry_fingerprint(values), raw.get("fingerprint")
+    if made_by is not None and expected is not None and made_by != expected:
+        raise TelemetryError(f"telemetry made by model {made_by}, but the info is of {raw.get('model')} ({expected})")
+    return values
+
+
+def fingerprint_fields(fingerprint: str) -> dict[str, float]:
+    """12 hex digits -> the three 16-bit words telemetry carries (high first)."""
+    value = int(fingerprint, 16)
+    return {name: float((value >> shift) & 0xFFFF) for name, shift in zip(FINGERPRINT_FIELDS, (32, 16, 0))}
+
+
+def telemetry_fingerprint(values: dict[str, float]) -> str | None:
+    """The model fingerprint (12 hex digits) a telemetry record carries, None when it carries none."""
+    words = [values.get(name) for name in FINGERPRINT_FIELDS]
+    if any(word is None or not math.isfinite(word) or not 0 <= word <= 0xFFFF or word != int(word) for word in words):
+        return None
+    return "".join(f"{int(word):04x}" for word in words)
 
 
 def telemetry_images(rows: Sequence[dict[str, float]], fields: Sequence[tuple[str, str]], headers: Sequence[Any],
@@ -296,6 +319,8 @@ def batch_telemetry(backend, prepared, outputs: dict[str, np.ndarray], *, frames
         row.update(window_fields(prepared.windows[index].in_source(frames_hw[index], source), source))
         row["encode_ms"] = encode_s * 1e3
         row["total_ms"] = (end - received[index]) * 1e3 if received is not None else math.nan
+        if "fingerprint" in outputs:
+            row.update(fingerprint_fields(str(outputs["fingerprint"][index])))
     return rows
 
 

@@ -77,8 +77,8 @@ class OnnxRuntimeBackend(Backend):
         self._encoder_outputs = [o.name for o in self._encoder.get_outputs()]
 
     def _session(self, path: Path):
-        try:
-            return self._ort.InferenceSession(str(path), sess_options=self._session_options,
+        try:  # from the bytes verified at bundle load, never the path again (a replaced file is not used)
+            return self._ort.InferenceSession(self.bundle.file_bytes(path.name), sess_options=self._session_options,
                                               providers=self._providers)
         except Exception as err:  # onnxruntime raises its own exception types (Fail, InvalidGraph, ...)
             raise BackendError(f"onnxruntime could not load {path}: {err}") from None

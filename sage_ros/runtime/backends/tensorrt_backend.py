@@ -10,6 +10,8 @@ TensorRT 8.x (Jetson Nano, JetPack 4.6) is not supported by this module: it lack
 """
 from __future__ import annotations
 
+import hashlib
+
 from pathlib import Path
 from typing import Any
 
@@ -160,7 +162,7 @@ class TensorRTBackend(Backend):
         return "fp32"
 
     def _engine(self, graph: str, onnx_path: Path) -> _Engine:
-        key_parts = {"onnx_sha256": sha256_file(onnx_path), "trt_version": self.trt.__version__,
+        key_parts = {"onnx_sha256": hashlib.sha256(self.bundle.file_bytes(onnx_path.name)).hexdigest(), "trt_version": self.trt.__version__,
                      "gpu_name": self.gpu_name, "precision": self.build_precision, "max_batch": self.max_batch}
         engine = self.cache.get_or_build(graph, key_parts, lambda: self._build(onnx_path),
                                          self._runtime.deserialize_cuda_engine)
@@ -171,7 +173,7 @@ class TensorRTBackend(Backend):
         builder = trt.Builder(self._logger)
         network = builder.create_network(0)  # TensorRT 10: always explicit batch
         parser = trt.OnnxParser(network, self._logger)
-        if not parser.parse(onnx_path.read_bytes()):
+        if not parser.parse(self.bundle.file_bytes(onnx_path.name)):  # the bytes verified at bundle load
             errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
             raise BackendError(f"TensorRT could not parse {onnx_path}: {errors}")
         config = builder.create_builder_config()

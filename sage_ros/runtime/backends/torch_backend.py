@@ -44,7 +44,7 @@ class TorchBackend(Backend):
         if meta.get("torch_weights_format") == "sage_ros.quantized":
             from sage_ros.compression.quantize import load_quantized
             return load_quantized(weights).float()
-        from safetensors.torch import load_file
+        from safetensors.torch import load as load_bytes
         from sage_ros.models import build_model
 
         latent_dim = meta.get("latent_dim")
@@ -57,7 +57,7 @@ class TorchBackend(Backend):
         model = build_model(self.bundle.architecture, int(latent_dim)) if not kwargs else \
             type(build_model(self.bundle.architecture, int(latent_dim)))(latent_dim=int(latent_dim), **kwargs)
         try:
-            model.load_state_dict(load_file(str(weights)), strict=True)
+            model.load_state_dict(load_bytes(self.bundle.file_bytes(weights.name)), strict=True)  # verified bytes
         except (RuntimeError, KeyError) as err:
             raise BackendError(f"{weights}: weights do not fit {self.bundle.architecture}"
                                f"(latent_dim={latent_dim}): {err}") from None

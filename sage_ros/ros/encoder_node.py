@@ -36,7 +36,7 @@ from sage_ros.ros.diagnostics import EncoderStats, diagnostic_array
 from sage_ros.ros.graph_check import PublisherCheck, output_beside
 from sage_ros.ros.info import AckWatch, info_qos, info_topic
 from sage_ros.ros.encoding import (ImageConversionError, LatestFrameSlots, Pending, admission_error,
-                                   decode_min_size, encode_frames, encode_prepared, first_decodable,
+                                   decode_min_size, encode_prepared, first_decodable,
                                    frame_from_message, implausible_rows, output_messages, reconstruction_messages)
 from sage_ros.ros.qos import input_qos, output_qos, publisher_events, subscription_events
 from sage_ros.ros.worker import RatePacer, run_supervised

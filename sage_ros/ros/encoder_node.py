@@ -400,7 +400,7 @@ class EncoderNode(LifecycleNode):
                                    encode_s=inference_s, received=[pending.received for _, pending in kept],
                                    decode=not self.bundle.is_vq or self._live["telemetry_decode"])
             messages = telemetry_images(rows, bundle_fields(self.bundle), headers)
-        except (BackendError, ImageConversionError) as err:
+        except (BackendError, ImageConversionError, ValueError) as err:  # the latents went out; only telemetry lost
             self.stats.error(f"telemetry: {err}")
             self.get_logger().error(f"telemetry failed: {err}", throttle_duration_sec=THROTTLE_S)
             return

@@ -257,7 +257,7 @@ def test_lifecycle_transitions_in_process(tiny_bundle, tmp_path):
             Parameter("bundle", value=str(tiny_bundle)), Parameter("backend", value="onnxruntime"),
             Parameter("image_topics", value=["front/image", "rear/image"])])
         assert node.trigger_configure() == SUCCESS
-        assert [c.output_topic for c in node.cameras] == ["front/latent", "rear/latent"]
+        assert [c.output_topic for c in node.cameras] == ["/front/latent", "/rear/latent"]  # beside the resolved input
         assert node.trigger_activate() == SUCCESS and node._worker.is_alive()
         assert node.diagnostics_info()["state"] == "active"
         assert node.trigger_deactivate() == SUCCESS and node._worker is None

@@ -30,15 +30,16 @@ def test_readme_subscriber_example_runs(tmp_path):
     script = tmp_path / "downstream.py"
     script.write_text(readme_example())
     graph = TestGraph("example_test_peer")
-    encoder = NodeProcess("tinyvae_encoder", ["-r", f"__ns:={NS}", "-p", "backend:=onnxruntime", "-p", "device:=cpu",
+    encoder = NodeProcess("tinyvae_encoder", ["-r", f"__ns:={NS}", "-r", "image:=camera/image_raw",
+                                              "-p", "backend:=onnxruntime", "-p", "device:=cpu",
                                               "-p", "qos_reliability:=reliable"], tmp_path / "encoder.log")
     log = open(tmp_path / "example.log", "wb")
     example = subprocess.Popen([sys.executable, str(script), "--ros-args", "-r", f"__ns:={NS}"], stdout=log,
                                stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1",
                                                                   RCUTILS_LOGGING_BUFFERED_STREAM="0"))
     try:
-        latents = graph.collect(Image, f"{NS}/latent")
-        camera = graph.node.create_publisher(Image, f"{NS}/image", 10)
+        latents = graph.collect(Image, f"{NS}/camera/latent")
+        camera = graph.node.create_publisher(Image, f"{NS}/camera/image_raw", 10)
         encoder.wait_log("backend warm")
         wait_for(lambda: camera.get_subscription_count() >= 2, 30, what="encoder and example subscribed")
         frames = [cv2.resize(f, (160, 120), interpolation=cv2.INTER_AREA) for f in camera_frames(3)]

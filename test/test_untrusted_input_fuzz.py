@@ -148,3 +148,31 @@ def test_limits_are_enforced_before_parsing():
     with pytest.raises(JSONLimitError):
         loads_limited("[[[]]]", max_bytes=100, max_depth=2)
     assert loads_limited("[[]]", max_bytes=100, max_depth=2) == [[]]
+
+
+def test_encoder_refuses_a_bad_bundle_change_with_the_reason_in_diagnostics(tiny, tmp_path):
+    import rclpy
+    from rclpy.parameter import Parameter
+
+    from sage_ros.ros.encoder_node import SUCCESS, EncoderNode
+
+    bad = tmp_path / "bad"
+    shutil.copytree(tiny.path, bad)
+    meta = json.loads((bad / "bundle.json").read_text())
+    meta["encoder"]["file"] = ["encoder.onnx"]
+    (bad / "bundle.json").write_text(json.dumps(meta))
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = EncoderNode("tinyvae", context=context, parameter_overrides=[
+        Parameter("bundle", value=str(tiny.path)), Parameter("backend", value="onnxruntime"),
+        Parameter("device", value="cpu")])
+    try:
+        assert node.trigger_configure() == SUCCESS
+        result = node.set_parameters([Parameter("bundle", value=str(bad))])[0]
+        assert not result.successful and "encoder.file must be a file name" in result.reason
+        assert "encoder.file" in node.stats.last_error and node.stats.snapshot().new["errors"] == 1
+        assert node.bundle.path == tiny.path  # the old bundle keeps running
+    finally:
+        node.on_shutdown(None)
+        node.destroy_node()
+        rclpy.try_shutdown(context=context)

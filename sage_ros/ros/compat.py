@@ -14,7 +14,7 @@ Read against rclpy's humble, jazzy and master branches. What sage_ros uses and w
   `rclpy.executors.ExternalShutdownException`, `rclpy.lifecycle` (LifecycleNode, LifecycleState,
   TransitionCallbackReturn, create/destroy_lifecycle_publisher, trigger_configure/activate),
   `qos_policy_name_from_kind`, ParameterDescriptor fields (read_only, integer/floating_point_range,
-  additional_constraints), `Node.count_publishers`, `Node.get_publishers_info_by_topic`,
+  additional_constraints, dynamic_typing: since Galactic, so float parameters take integers on Humble too), `Node.count_publishers`, `Node.get_publishers_info_by_topic`,
   `Publisher.publish(bytes)` (serialized messages) and the logger's `warning(..., throttle_duration_sec=)`.
 
 test/test_ros_humble.py runs the encoder node over real DDS with Humble's Python surface simulated (no

@@ -36,10 +36,10 @@ from sage_ros.ros.diagnostics import EncoderStats, diagnostic_array
 from sage_ros.ros.graph_check import PublisherCheck, output_beside
 from sage_ros.ros.info import AckWatch, info_qos, info_topic
 from sage_ros.ros.encoding import (ImageConversionError, LatestFrameSlots, Pending, admission_error,
-                                   decode_min_size, encode_prepared, first_decodable,
-                                   frame_from_message, implausible_rows, output_messages, reconstruction_messages)
+                                   decode_min_size, drop_implausible, encode_prepared, first_decodable,
+                                   frame_from_message, output_messages, reconstruction_messages)
 from sage_ros.ros.qos import input_qos, output_qos, publisher_events, subscription_events
-from sage_ros.ros.worker import RatePacer, run_supervised
+from sage_ros.ros.worker import RatePacer, SupervisedWorker
 from sage_ros.runtime.backends import BackendError, make_backend
 from sage_ros.runtime.bundle import BundleError, load_bundle
 from sage_ros.runtime.consumer import shipped_model_dirs
@@ -110,8 +110,8 @@ class EncoderNode(LifecycleNode):
         self.cameras: list[Camera] = []
         self._preprocessor: Preprocessor | None = None
         self._slots: LatestFrameSlots | None = None
-        self._worker: threading.Thread | None = None
         self._stop = threading.Event()
+        self._supervisor = SupervisedWorker(self._work, self._stop, self._worker_crashed)  # restarts a dead loop
         self._active = False
         self._compressed = False
         self._model_lock = threading.Lock()  # the worker's batch vs a live bundle change (see _swap_bundle)
@@ -122,6 +122,10 @@ class EncoderNode(LifecycleNode):
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._diagnostics_timer = self.create_timer(self._param("diagnostics_period"), self.publish_diagnostics)
 
+    @property
+    def _worker(self) -> threading.Thread | None:
+        return self._supervisor.thread
+
     def _param(self, name: str) -> Any:
         return P.coerce(name, self.get_parameter(name).value)
 
@@ -131,8 +135,10 @@ class EncoderNode(LifecycleNode):
             # configured: swap now; else configure reads it (also while declaring, before __init__ set backend)
             if param.name == "bundle" and getattr(self, "backend", None) is not None:
                 reason = self._swap_bundle(param.value)
-                if reason:
+                if reason:  # refused: the old bundle keeps running; the reason also goes to /diagnostics
                     result.successful, result.reason = False, reason
+                    self.stats.error(f"bundle change refused: {reason}")
+                    self.get_logger().warning(f"bundle change refused: {reason}")
         if result.successful:
             for param in params:
                 if param.name in LIVE_PARAMS:
@@ -219,7 +225,7 @@ class EncoderNode(LifecycleNode):
             "CompressedImage" if self._compressed else "Image")) for c in self.cameras],
             exclude=[self.resolve_topic_name(t) for c in self.cameras for t in (c.output_topic, c.reconstruction_topic)])
         self._stop.clear()
-        self._start_worker()
+        self._supervisor.start()
         self._active = True
         return result
 
@@ -246,9 +252,7 @@ class EncoderNode(LifecycleNode):
         self._stop.set()
         if self._slots is not None:
             self._slots.wake()
-        if self._worker is not None:
-            self._worker.join(timeout=5.0)
-            self._worker = None
+        self._supervisor.join(timeout=5.0)
         for camera in self.cameras:
             if camera.publisher_watch is not None:
                 camera.publisher_watch.destroy()
@@ -302,23 +306,9 @@ class EncoderNode(LifecycleNode):
     def _on_matched(self, camera: Camera, count: int) -> None:
         camera.publishers_matched = count
 
-    def _start_worker(self) -> None:
-        self._worker = threading.Thread(target=run_supervised, args=(self._work, self._stop, self._worker_crashed),
-                                        name="encoder_worker", daemon=True)
-        self._worker.start()
-
-    def _worker_crashed(self, err: BaseException, trace: str) -> None:
-        self.stats.error(f"encoder worker crashed ({type(err).__name__}: {err}); restarted", "worker_restarts")
-        self.get_logger().error(f"encoder worker crashed, restarting it: {trace}", throttle_duration_sec=THROTTLE_S)
-
-    def _check_worker(self) -> None:
-        """From the diagnostics timer: an active node whose worker thread has ended (anything run_supervised could
-        not catch) is reported as an error and gets a new worker; it never looks healthy while producing nothing."""
-        worker = self._worker
-        if self._active and not self._stop.is_set() and (worker is None or not worker.is_alive()):
-            self.stats.error("encoder worker thread had ended; restarted", "worker_restarts")
-            self.get_logger().error("encoder worker thread had ended; restarting it")
-            self._start_worker()
+    def _worker_crashed(self, text: str) -> None:  # any end of the worker loop: ERROR, counted, restarted
+        self.stats.error(text.split("\n")[0], "worker_restarts")
+        self.get_logger().error(text, throttle_duration_sec=THROTTLE_S)
 
     def _work(self) -> None:
         while not self._stop.is_set():
@@ -370,17 +360,16 @@ class EncoderNode(LifecycleNode):
             self.get_logger().error(f"inference failed: {err}", throttle_duration_sec=THROTTLE_S)
             return
         inference_s = time.perf_counter() - started
-        bad = implausible_rows(outputs)
-        for row, reason in bad.items():  # counted as errors, never published as valid latents
-            self.stats.error(f"encoder output on {self.cameras[kept[row][0]].input_topic}: {reason}")
+        kept_before = kept
+        outputs, kept, refused = drop_implausible(outputs, kept)
+        for (camera, _), reason in refused:  # counted as errors, never published as valid latents
+            self.stats.error(f"encoder output on {self.cameras[camera].input_topic}: {reason}")
             self.get_logger().error(f"not publishing: {reason}", throttle_duration_sec=THROTTLE_S)
-        if bad:
-            rows = [row for row in range(len(kept)) if row not in bad]
-            outputs = {key: value[rows] for key, value in outputs.items()}
-            kept = [kept[row] for row in rows]
-            frames, prepared = [frames[row] for row in rows], prepared.subset(rows)  # telemetry's rows too
-            if not kept:
-                return
+        if refused:  # telemetry reads the same rows as the latents
+            rows = [row for row, item in enumerate(kept_before) if any(item is k for k in kept)]
+            frames, prepared = [frames[row] for row in rows], prepared.subset(rows)
+        if not kept:
+            return
         headers = [pending.msg.header for _, pending in kept]
         messages = output_messages(outputs, headers)
         for (camera, pending), message in zip(kept, messages):
@@ -500,7 +489,7 @@ class EncoderNode(LifecycleNode):
         return info
 
     def publish_diagnostics(self) -> None:
-        self._check_worker()
+        self._supervisor.check(self._active)  # a worker thread that ended anyway: ERROR, counted, restarted
         info = self.diagnostics_info()
         check = self._input_check if self._active else None
         missing = check.poll() if check is not None else {}

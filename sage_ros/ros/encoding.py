@@ -111,6 +111,16 @@ def encode_prepared(backend, preprocessor: Preprocessor, frames: Sequence[np.nda
     return prepared, outputs
 
 
+def drop_implausible(outputs: dict[str, np.ndarray], kept: list) -> tuple[dict[str, np.ndarray], list, list]:
+    """(outputs, kept) without the rows implausible_rows refuses, and [(kept item, reason)] of the refused ones."""
+    bad = implausible_rows(outputs)
+    if not bad:
+        return outputs, kept, []
+    rows = [row for row in range(len(kept)) if row not in bad]
+    return ({key: value[rows] for key, value in outputs.items()}, [kept[row] for row in rows],
+            [(kept[row], reason) for row, reason in bad.items()])
+
+
 def output_messages(outputs: dict[str, np.ndarray], headers: Sequence[Any]) -> list[Any]:
     """Row i of the outputs -> `latent` (32FC1, 2 x L) or `puzzle` (mono8, 30 x 30) Image with headers[i]."""
     return [output_to_image(outputs, index, header=header) for index, header in enumerate(headers)]
@@ -191,5 +201,6 @@ class Pending:
 
 
 __all__ = ["ImageConversionError", "decode_min_size", "frame_from_message", "admission_error", "first_decodable",
-           "encode_frames", "encode_prepared", "output_messages", "implausible_rows", "MAX_ABS_LATENT",
+           "encode_frames", "encode_prepared", "output_messages", "implausible_rows", "drop_implausible",
+           "MAX_ABS_LATENT",
            "reconstruction_messages", "to_rgb8", "LatestFrameSlots", "Pending"]

@@ -6,9 +6,14 @@ matches (it just misses infos sent before it joined); a best-effort one matches 
 """
 from __future__ import annotations
 
+import threading
+import time
+
+from rclpy.duration import Duration
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 INFO_SUFFIX = "/info"
+POLL_S = 0.02  # how often AckWatch looks at the acknowledgements
 
 
 def info_qos() -> QoSProfile:
@@ -32,30 +37,34 @@ class AckWatch:
     def __init__(self, logger, timeout: float):
         self._logger, self._timeout = logger, timeout
         self._threads: list = []
+        self.changes = 0   # infos published (each gets its own bounded wait)
         self.timeouts = 0  # changes not fully acknowledged in time (for tests and diagnostics)
 
     def watch(self, publishers: list, what: str) -> None:
-        import threading
-
         self._threads = [t for t in self._threads if t.is_alive()]
         thread = threading.Thread(target=self._wait, args=(list(publishers), what), name="info_ack", daemon=True)
         self._threads.append(thread)
+        self.changes += 1
         thread.start()
 
     def _wait(self, publishers: list, what: str) -> None:
-        import time
-
-        from rclpy.duration import Duration
-
+        # Polled with zero timeouts: rclpy's wait_for_all_acked keeps the GIL while it blocks, so one long wait,
+        # even on this thread, would stall every other Python thread of the node (the frame path included).
         deadline = time.monotonic() + self._timeout
-        late = []
-        for publisher in publishers:
-            try:
-                remaining = max(0.0, deadline - time.monotonic())
-                if not publisher.wait_for_all_acked(Duration(seconds=remaining)):
-                    late.append(publisher)
-            except Exception:  # noqa: BLE001 - publisher destroyed meanwhile (cleanup): nothing left to wait for
-                continue
+        pending = list(publishers)
+        while pending:
+            still = []
+            for publisher in pending:
+                try:
+                    if not publisher.wait_for_all_acked(Duration(seconds=0)):
+                        still.append(publisher)
+                except Exception:  # noqa: BLE001 - publisher destroyed meanwhile (cleanup): nothing to wait for
+                    continue
+            pending = still
+            if not pending or time.monotonic() >= deadline:
+                break
+            time.sleep(POLL_S)
+        late = pending
         if not late:
             return
         self.timeouts += 1

@@ -64,8 +64,9 @@ def lost_message(topic: str, total: int, reliable: bool) -> str:
         return (f"'{topic}': the middleware reports {total} frames lost so far on a reliable input (the publisher's "
                 "history overran before delivery, or the publisher is best effort); a deeper qos_depth or a "
                 "slower publisher helps")
-    return (f"'{topic}': the middleware lost {total} frames so far (best-effort input of large frames); see "
-            "docs/ros.md 'Large frames'")
+    return (f"'{topic}': the middleware lost {total} frames so far (best-effort input of large frames); fix: run "
+            "`export FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA` in the shell of every process (camera, encoder, "
+            "subscribers) before starting it; see docs/ros.md 'Large frames'")
 
 
 def publisher_events(logger, topic: str) -> PublisherEventCallbacks:

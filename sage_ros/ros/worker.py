@@ -72,3 +72,34 @@ def run_supervised(loop: Callable[[], None], stop: threading.Event, on_crash: Ca
         if stop.wait(pause):
             return
         pause = min(pause * 2, RESTART_BACKOFF_S[1])
+
+
+class SupervisedWorker:
+    """The node's worker thread: `loop` under run_supervised, plus `check()` for a timer, which restarts a thread
+    that has ended anyway (a BaseException) while the node means it to run. Both report through on_crash(text)."""
+
+    def __init__(self, loop: Callable[[], None], stop: threading.Event, on_crash: Callable[[str], None],
+                 name: str = "encoder_worker"):
+        self._loop, self._stop, self._on_crash, self._name = loop, stop, on_crash, name
+        self.thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self.thread = threading.Thread(target=run_supervised, args=(self._loop, self._stop, self._crashed),
+                                       name=self._name, daemon=True)
+        self.thread.start()
+
+    def _crashed(self, err: BaseException, trace: str) -> None:
+        self._on_crash(f"{self._name} crashed ({type(err).__name__}: {err}); restarted\n{trace}")
+
+    def check(self, should_run: bool) -> None:
+        if should_run and not self._stop.is_set() and (self.thread is None or not self.thread.is_alive()):
+            self._on_crash(f"{self._name} thread had ended; restarted")
+            self.start()
+
+    def join(self, timeout: float) -> None:
+        if self.thread is not None:
+            self.thread.join(timeout)
+        self.thread = None
+
+    def is_alive(self) -> bool:
+        return self.thread is not None and self.thread.is_alive()

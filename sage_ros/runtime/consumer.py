@@ -5,11 +5,15 @@
     decoder = LatentDecoder(info)                             # finds the bundle by checksum among installed ones
     image = decoder.decode(latent)                            # H x W x 3 uint8 RGB at the model's input size
     pairs = StampPairer(); pairs.add_frame(stamp, frame); pairs.add_latent(stamp, latent)  # -> (frame, latent)
+    made_by(msg, info)                                        # did this info's model make it? (its identity row)
+    gate = ModelGate(); gate.set_info(info); gate.add(msg)    # holds latents whose model's info is still on its way
     values = telemetry_from_message(telemetry_msg, info)     # <output>/telemetry -> {"trust": .., "crop_x": ..}
     joiner = StampJoiner(("latent", "telemetry", "frame")); joiner.add("latent", stamp, latent)  # -> {side: item}
 
 Messages are duck-typed (rclpy, rosbags or plain objects with the sensor_msgs/Image fields). Everything that does
-not fit the info raises InfoMismatch with the reason, so a node can count and report it.
+not fit the info raises InfoMismatch with the reason, so a node can count and report it: ModelMismatch when another
+model made the latent (its identity row carries another fingerprint), ModelUnknown when it does not say. A latent
+is never decoded with a model other than the one that made it.
 """
 from __future__ import annotations
 

@@ -150,3 +150,15 @@ def test_batch_telemetry_of_the_shipped_puzzle_with_and_without_decode():
     assert all(0 < row["recon_mse"] < 0.2 and row["recon_psnr_db"] > 7 for row in full)
     assert T.pack(full[0], T.bundle_fields(backend.bundle)).shape == (1, 26)
     assert all(row["input_std"] == other["input_std"] > 0.05 for row, other in zip(cheap, full))  # real frames
+
+
+def test_warm_decoder_opens_the_decoder_only_when_telemetry_will_decode():
+    from sage_ros.runtime.backends import make_backend
+
+    for name, publish, puzzle_decode, opened in (("tinyvae_l8_fp32", True, False, True),
+                                                 ("tinyvae_l8_fp32", False, False, False),
+                                                 ("puzzle_l64_fp32", True, False, False),
+                                                 ("puzzle_l64_fp32", True, True, True)):
+        with make_backend(load_bundle(MODELS / name), "onnxruntime", "cpu", intra_op_threads=1) as backend:
+            T.warm_decoder(backend, publish, puzzle_decode)
+            assert (backend._decoder is not None) == opened, (name, publish, puzzle_decode)

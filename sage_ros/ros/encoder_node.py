@@ -45,7 +45,8 @@ from sage_ros.runtime.bundle import BundleError, load_bundle
 from sage_ros.runtime.consumer import shipped_model_dirs
 from sage_ros.runtime.latent_info import info_json, model_info
 from sage_ros.runtime.preprocess import Preprocessor
-from sage_ros.runtime.telemetry import batch_telemetry, bundle_fields, source_hw, telemetry_images, telemetry_topic
+from sage_ros.runtime.telemetry import (batch_telemetry, bundle_fields, source_hw, telemetry_images, telemetry_topic,
+                                        warm_decoder)
 
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
 LIVE_PARAMS = ("crop_mode", "max_rate", "publish_reconstruction", "max_input_pixels", "publish_telemetry",
@@ -203,6 +204,7 @@ class EncoderNode(LifecycleNode):
             started = time.perf_counter()
             for batch_size in sorted({1, len(self.cameras)}):  # both batch shapes the worker will use most
                 self.backend.warmup(batch_size=batch_size)
+            warm_decoder(self.backend, self._live["publish_telemetry"], self._live["telemetry_decode"])
             self.get_logger().info(f"backend warm in {time.perf_counter() - started:.2f} s")
         except BackendError as err:
             self.get_logger().error(f"cannot activate: backend warm-up failed: {err}")
@@ -448,6 +450,7 @@ class EncoderNode(LifecycleNode):
             backend = make_backend(bundle, self._param("backend"), self._param("device"), **self._backend_options())
             for batch_size in sorted({1, len(self.cameras)}):
                 backend.warmup(batch_size=batch_size)
+            warm_decoder(backend, self._live["publish_telemetry"], self._live["telemetry_decode"])
         except (BackendError, ValueError, OSError, ImportError) as err:
             return f"bundle: cannot start {bundle.name}: {err}"
         with self._model_lock:  # the worker finishes its batch (old model) first

@@ -324,6 +324,16 @@ def batch_telemetry(backend, prepared, outputs: dict[str, np.ndarray], *, frames
     return rows
 
 
+def warm_decoder(backend, publish: bool = True, puzzle_decode: bool = False) -> None:
+    """Run the decoder once on a zero latent when telemetry will decode (a backend opens its decoder on first use,
+    which would otherwise land on the first frame's telemetry)."""
+    bundle = backend.bundle
+    if not publish or (bundle.is_vq and not puzzle_decode):
+        return
+    shape = (1, *bundle.latent_shape)
+    backend.decode(np.zeros(shape, np.int64 if bundle.is_vq else np.float32))
+
+
 def kind_of(bundle) -> str:
     return "puzzle" if bundle.is_vq else "latent"
 

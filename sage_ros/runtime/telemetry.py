@@ -19,7 +19,7 @@ Fields (units in brackets):
   fingerprint_hi, fingerprint_mid, fingerprint_lo [uint16]: the 48-bit fingerprint of the model that made the latent
   (the info's `fingerprint`, 12 hex digits, as three 16-bit words, high first: exact in float32; the latent's identity
   row carries the same), so telemetry is never read with another model's field list (telemetry_from_message checks).
-- TinyVAE family: recon_mse [1/px, input in [0,1]]: mean squared error of the mu-path decode against the model input,
+- TinyVAE family: recon_mse [1, per pixel and channel, input in [0,1]]: mean squared error of the mu-path decode against the model input,
   both scaled to [0,1]; recon_psnr_db [dB] = 10 log10(1 / recon_mse); kl_per_dim [nats]: KL(N(mu, sigma^2) ||
   N(0, 1)) summed over the latent and divided by its size; trust [0..1] = clamp(0.5 max(0, 1 - 10 recon_mse) +
   0.5 / (1 + kl_per_dim), 0, 1), SAGE's formula (dp-web4/HRM sage/irp/plugins/tinyvae_irp_plugin.py), kept for
@@ -46,16 +46,16 @@ TRUST_FORMULA = "clamp(0.5*max(0, 1-10*recon_mse) + 0.5/(1+kl_per_dim), 0, 1) (S
 
 WINDOW_FIELDS = (("crop_x", "px"), ("crop_y", "px"), ("crop_w", "px"), ("crop_h", "px"), ("motion_found", "flag"),
                  ("source_width", "px"), ("source_height", "px"))
-TIMING_FIELDS = (("encode_ms", "ms"), ("total_ms", "ms"), ("input_std", "1"),
-                 ("fingerprint_hi", "uint16"), ("fingerprint_mid", "uint16"), ("fingerprint_lo", "uint16"))
+TAIL_FIELDS = (("encode_ms", "ms"), ("total_ms", "ms"), ("input_std", "1"),  # every model, after its own fields
+               ("fingerprint_hi", "uint16"), ("fingerprint_mid", "uint16"), ("fingerprint_lo", "uint16"))
 FINGERPRINT_FIELDS = ("fingerprint_hi", "fingerprint_mid", "fingerprint_lo")
 LATENT_FIELDS = (*WINDOW_FIELDS, ("recon_mse", "1"), ("recon_psnr_db", "dB"), ("kl_per_dim", "nats"),
-                 ("trust", "1"), ("latent_norm", "1"), ("latent_dim", "1"), *TIMING_FIELDS)
+                 ("trust", "1"), ("latent_norm", "1"), ("latent_dim", "1"), *TAIL_FIELDS)
 
 
 def puzzle_fields(codes: int = 10) -> tuple[tuple[str, str], ...]:
     return (*WINDOW_FIELDS, ("recon_mse", "1"), ("recon_psnr_db", "dB"), ("code_entropy_bits", "bits"),
-            *((f"code_hist_{k}", "cells") for k in range(codes)), *TIMING_FIELDS)
+            *((f"code_hist_{k}", "cells") for k in range(codes)), *TAIL_FIELDS)
 
 
 def fields_for(kind: str, codes: int = 10) -> tuple[tuple[str, str], ...]:
@@ -70,7 +70,7 @@ def fields_for(kind: str, codes: int = 10) -> tuple[tuple[str, str], ...]:
 def telemetry_info(kind: str, codes: int = 10) -> dict[str, Any]:
     """The `telemetry` entry of `<output>/info`: topic suffix, encoding, field names and units (parallel lists)."""
     fields = fields_for(kind, codes)
-    info = {"topic": TELEMETRY_SUFFIX.lstrip("/"), "encoding": TELEMETRY_ENCODING,
+    info = {"topic": TELEMETRY_SUFFIX.lstrip("/"), "encoding": TELEMETRY_ENCODING, "layout": TELEMETRY_LAYOUT,
             "fields": [name for name, _ in fields], "units": [unit for _, unit in fields]}
     if kind == "latent":
         info["trust"] = TRUST_FORMULA

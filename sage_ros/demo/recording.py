@@ -68,7 +68,8 @@ def read_recording(bag: Path, output_topics: list[str], input_topic: str = RAW_T
                 topic = conn.topic[:-len(TELEMETRY_SUFFIX)]
                 if topic in recording.infos:  # field names come from the info; without it the values mean nothing
                     msg = store.deserialize_cdr(data, conn.msgtype)
-                    recording.telemetry[topic][_stamp_ns(msg.header)] = telemetry_from_message(msg, recording.infos[topic])
+                    values = telemetry_from_message(msg, recording.infos[topic])
+                    recording.telemetry[topic][_stamp_ns(msg.header)] = values
             elif conn.topic == DIAGNOSTICS_TOPIC:
                 msg = store.deserialize_cdr(data, conn.msgtype)
                 for status in msg.status:

@@ -28,8 +28,8 @@ Keys (format_version 2; a consumer must ignore keys it does not know):
                   range ([lo, hi] the pixels were scaled to; the decoder outputs the same range), crop_mode
                   (resize | center | letterbox | motion: which part of the camera frame became the input).
 - telemetry       what `<output>/telemetry` carries beside each message (runtime/telemetry.py): topic ("telemetry",
-                  beside the output), encoding ("32FC1", height 1), layout, fields (names in message order), units (one per
-                  field), and for latents the trust formula.
+                  beside the output), encoding ("32FC1", height 1), layout, fields (names in message order), units
+                  (one per field), and for latents the trust formula.
 
 The identity rows (messages.py writes and reads them): for `latent` (32FC1) the values 21319 ("SG"), then the
 fingerprint as three 16-bit integers (0..65535, exact in float32), high word first, then zeros, row-major over

@@ -19,8 +19,8 @@ Fields (units in brackets):
   fingerprint_hi, fingerprint_mid, fingerprint_lo [uint16]: the 48-bit fingerprint of the model that made the latent
   (the info's `fingerprint`, 12 hex digits, as three 16-bit words, high first: exact in float32; the latent's identity
   row carries the same), so telemetry is never read with another model's field list (telemetry_from_message checks).
-- TinyVAE family: recon_mse [1, per pixel and channel, input in [0,1]]: mean squared error of the mu-path decode against the model input,
-  both scaled to [0,1]; recon_psnr_db [dB] = 10 log10(1 / recon_mse); kl_per_dim [nats]: KL(N(mu, sigma^2) ||
+- TinyVAE family: recon_mse [1, per pixel and channel]: mean squared error of the mu-path decode against the model
+  input, both scaled to [0,1]; recon_psnr_db [dB] = 10 log10(1 / recon_mse); kl_per_dim [nats]: KL(N(mu, sigma^2) ||
   N(0, 1)) summed over the latent and divided by its size; trust [0..1] = clamp(0.5 max(0, 1 - 10 recon_mse) +
   0.5 / (1 + kl_per_dim), 0, 1), SAGE's formula (dp-web4/HRM sage/irp/plugins/tinyvae_irp_plugin.py), kept for
   compatibility; latent_norm [1]: L2 norm of mu; latent_dim [1].

@@ -119,8 +119,10 @@ def test_latent_decoder_node_never_decodes_with_the_wrong_model(pair):
     rclpy.init(context=context)
     node = LatentDecoderNode(context=context, parameter_overrides=[
         Parameter("model_dirs", value=[str(a.path.parent)]), Parameter("backend", value="onnxruntime"),
-        Parameter("device", value="cpu"), Parameter("latent_topics", value=["cam/latent"])])
+        Parameter("device", value="cpu"), Parameter("latent_topics", value=["cam/latent"]),
+        Parameter("hold_latents", value=8)])
     stream = node.streams[0]
+    assert stream.gate.hold == 8
     decoded = []
     try:
         node._on_info(stream, String(data=info_json(model_info(a))))

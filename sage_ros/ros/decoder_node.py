@@ -45,7 +45,7 @@ from sage_ros.runtime.image_codec import numpy_to_image
 THROTTLE_S = 5.0
 COUNTERS = ("received", "published", "no_info", "mismatched", "decode_errors", "publish_errors", "infos",
             "held", "released", "dropped_unknown_model")
-HOLD = 30  # latents of a model whose info has not arrived yet, held per topic (~1 s of a 30 Hz camera)
+HOLD = 30  # default of the hold_latents parameter: ~1 s of a 30 Hz camera
 
 
 @dataclass
@@ -121,7 +121,7 @@ class LatentDecoderNode(Node):
         latent_qos = input_qos(self._param("qos_reliability"), depth)
         frame_topics = list(self._param("frame_topics"))
         for index, topic in enumerate(self._param("latent_topics")):
-            stream = Stream(topic)
+            stream = Stream(topic, gate=ModelGate(hold=self._param("hold_latents")))
             if index < len(frame_topics) and frame_topics[index]:  # the crop window drawn on the full frame
                 stream.overlay = CropOverlay(self, topic, frame_topics[index],
                                              output_beside(self, topic, OVERLAY_NAME), lambda s=stream: s.info,
@@ -174,7 +174,9 @@ class LatentDecoderNode(Node):
         except (BundleNotFound, BundleError, BackendError, InfoMismatch, ValueError, OSError, ImportError) as err:
             with self._lock:
                 old, stream.decoder, stream.info = stream.decoder, None, info
-                stream.gate.set_info(info)  # held latents of this model stay undecoded: nothing decodes them
+                undecodable = stream.gate.set_info(info)  # this model's held latents: no bundle decodes them
+                stream.gate.counts["dropped"] += len(undecodable)
+                stream.sync_gate_counts()
             if old is not None:
                 old.close()
             self._set_problem(stream, f"cannot decode {info.summary()}: {err}")

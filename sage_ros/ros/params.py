@@ -116,6 +116,10 @@ DECODER_PARAMS: tuple[ParamSpec, ...] = (
               "publisher (encoder nodes are reliable, `bag play` defaults to best effort); reliable only matches "
               "reliable publishers.", choices=RELIABILITIES, read_only=True),
     ParamSpec("qos_depth", 10, "Latent subscription history depth (keep last).", int_range=(1, 100), read_only=True),
+    ParamSpec("hold_latents", 30, "Latents per topic made by a model whose <topic>/info has not arrived yet (each "
+              "latent carries its model's fingerprint): held, oldest dropped first (counted), and decoded with the "
+              "right bundle when that info arrives; 0 drops them at once. Never decoded with another model.",
+              int_range=(0, 1000), read_only=True),
     ParamSpec("diagnostics_period", 1.0, "Seconds between /diagnostics messages.", float_range=(0.1, 60.0),
               read_only=True),
     ParamSpec("frame_topics", [""], "Per latent topic (same order), the raw camera image topic its encoder reads; "

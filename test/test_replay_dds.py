@@ -92,7 +92,7 @@ def encode_offline(bundle, tmp_path_factory, topic: str) -> dict:
     reader = open_reader(out)
     try:
         for conn, _, data in reader.messages():
-            if conn.topic.endswith("/info"):  # the model's identity (std_msgs/String), not a latent
+            if conn.topic.endswith(("/info", "/telemetry")):  # the model's identity, its telemetry: not latents
                 continue
             msg = store.deserialize_cdr(data, conn.msgtype)
             outputs = image_to_output(msg)

@@ -6,7 +6,10 @@ sage_ros.runtime.messages): 32FC1 2 x L latents or mono8 30 x 30 puzzles, with t
 output message keeps its source frame's bag timestamp, so the two bags line up. Output: a new mcap bag, readable
 by rosbags and by the mcap library's ROS 2 reader. Beside the output topic, `<out-topic>/info` holds the model's
 identity (runtime/latent_info.py; one std_msgs/String at the bag's start, offered reliable + transient-local as the
-node latches it), so the bag says which model made its latents and `bag play` latches it again.
+node latches it), so the bag says which model made its latents and `bag play` latches it again. And, unless
+--no-telemetry, `<out-topic>/telemetry` beside each output message, as the node's `publish_telemetry` makes it
+(runtime/telemetry.py; total_ms counts from the frame's read out of the bag; the puzzle's recon fields need
+--telemetry-decode).
 """
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ from tqdm import tqdm
 from sage_ros.atomic import os_error_text
 from sage_ros.bag.common import BagError, atomic_bag_writer, bag_qos, open_reader, select_connections, typestore
 # the encoder node's own frame functions (no rclpy in that module), so offline and live encodings agree
-from sage_ros.ros.encoding import decode_min_size, encode_frames, frame_from_message
+from sage_ros.ros.encoding import decode_min_size, encode_prepared, frame_from_message
 from sage_ros.runtime.backends.base import BackendError
 from sage_ros.runtime.bundle import BundleError, load_bundle
 from sage_ros.runtime.image_codec import ImageConversionError, ImageFields
@@ -29,6 +32,7 @@ from sage_ros.runtime.latent_info import info_json, model_info
 from sage_ros.runtime.messages import output_to_image, output_topic_kind
 from sage_ros.runtime.preprocess import CROP_MODES, Preprocessor
 from sage_ros.runtime.settings import BACKENDS
+from sage_ros.runtime.telemetry import batch_telemetry, bundle_fields, source_hw, telemetry_images, telemetry_topic
 
 IMAGE = "sensor_msgs/msg/Image"
 STRING = "std_msgs/msg/String"
@@ -103,7 +107,7 @@ class BagEncoder:
     """Reads IN, encodes with a backend, writes OUT. Construct, then `encode()`; `close()` frees the backend."""
 
     def __init__(self, bag_in, model, *, topic=None, out_topic=None, backend="auto", device="cpu", batch=16,
-                 crop="resize"):
+                 crop="resize", telemetry=True, telemetry_decode=False):
         if batch < 1:
             raise BagError(f"--batch must be >= 1, got {batch}")
         from sage_ros.runtime.backends import make_backend  # here: keeps `--help` fast
@@ -117,6 +121,7 @@ class BagEncoder:
         self.store = self.frames.store
         self.batch = batch
         self.crop = crop
+        self.telemetry, self.telemetry_decode = telemetry, telemetry_decode
         in_topic = self.connections[0].topic
         out_topic = out_topic or default_output_topic(in_topic, output_topic_kind(self.bundle.encoder_outputs))
         self.summary = EncodeSummary(in_topic, out_topic, backend=self.backend.name)
@@ -129,13 +134,16 @@ class BagEncoder:
             # reliable, depth 10: the QoS the encoder node offers on latent / puzzle topics
             connection = writer.add_connection(self.summary.out_topic, IMAGE, typestore=self.store,
                                                offered_qos_profiles=[bag_qos(reliable=True, depth=10)])
+            self.telemetry_connection = writer.add_connection(  # the node's telemetry QoS: that of the latents
+                telemetry_topic(self.summary.out_topic), IMAGE, typestore=self.store,
+                offered_qos_profiles=[bag_qos(reliable=True, depth=10)]) if self.telemetry else None
             pending = []  # (bag timestamp, header, frame)
             for _, stamp_ns, data in self.reader.messages(connections=self.connections):
                 if self.summary.read == 0:
                     self._write_info(writer, stamp_ns)
                 self.summary.read += 1
                 try:
-                    pending.append((stamp_ns, *self.frames(data)))
+                    pending.append((stamp_ns, *self.frames(data), data, time.monotonic()))
                 except ImageConversionError as exc:
                     self.summary.bad_frames += 1
                     self.summary.last_error = str(exc)
@@ -168,14 +176,31 @@ class BagEncoder:
     def _flush(self, pending: list, writer, connection, bar) -> None:
         if not pending:
             return
-        frames = [frame for _, _, frame in pending]
-        outputs = encode_frames(self.backend, self.preprocess, frames, cameras=[0] * len(frames))  # one camera
-        for index, (stamp_ns, header, _) in enumerate(pending):
+        frames = [frame for _, _, frame, *_ in pending]
+        started = time.perf_counter()
+        prepared, outputs = encode_prepared(self.backend, self.preprocess, frames, cameras=[0] * len(frames))
+        encode_s = time.perf_counter() - started
+        telemetry = self._telemetry(pending, prepared, outputs, encode_s) if self.telemetry else None
+        for index, (stamp_ns, header, *_) in enumerate(pending):
             fields = output_to_image(outputs, index, header=header, msg=ImageFields(data=np.empty(0, np.uint8)))
             writer.write(connection, stamp_ns, self.store.serialize_cdr(self._to_rosbags(fields), IMAGE))
+            if telemetry is not None:
+                writer.write(self.telemetry_connection, stamp_ns,
+                             self.store.serialize_cdr(self._to_rosbags(telemetry[index]), IMAGE))
         self.summary.frames += len(pending)
         bar.update(len(pending))
         pending.clear()
+
+    def _telemetry(self, pending: list, prepared, outputs, encode_s: float) -> list:
+        """The node's telemetry for one batch (runtime/telemetry.py); a JPEG's window in its declared size."""
+        compressed = self.frames.msgtype == COMPRESSED
+        sources = [source_hw(self.store.deserialize_cdr(data, self.frames.msgtype), compressed) if compressed
+                   else None for _, _, _, data, _ in pending]
+        rows = batch_telemetry(self.backend, prepared, outputs, frames_hw=[p[2].shape[:2] for p in pending],
+                               sources_hw=sources, encode_s=encode_s, received=[p[4] for p in pending],
+                               decode=not self.bundle.is_vq or self.telemetry_decode)
+        return telemetry_images(rows, bundle_fields(self.bundle), [p[1] for p in pending],
+                                msg_factory=lambda: ImageFields(data=np.empty(0, np.uint8)))
 
     def _to_rosbags(self, fields: ImageFields):
         return self.store.types[IMAGE](header=fields.header, height=fields.height, width=fields.width,
@@ -216,12 +241,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         action=renamed("--crop"),
                         help="how a frame becomes the model input, as the node's crop_mode (--crop: deprecated)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--no-telemetry", action="store_true",
+                        help="do not write <out-topic>/telemetry (crop window, recon error, KL, trust, timings)")
+    parser.add_argument("--telemetry-decode", action="store_true",
+                        help="puzzle models: also decode each grid for telemetry's recon_mse / recon_psnr_db")
 
 
 def run(args) -> int:
     try:
         summary = encode_bag(args.bag_in, args.out, args.model, topic=args.topic, out_topic=args.out_topic,
                              backend=args.backend, device=args.device, batch=args.batch, crop=args.crop,
+                             telemetry=not args.no_telemetry, telemetry_decode=args.telemetry_decode,
                              progress=not args.no_progress)
     except (BagError, BundleError, BackendError, ImageConversionError, ValueError) as exc:
         print(f"sage-ros bag encode: error: {exc}", file=sys.stderr)

@@ -11,7 +11,8 @@ FLUSH_PERIOD_S, so at most that much is lost; `sage-ros bag recover` (bag/recove
 A full disk, or a read-only or deleted output directory, ends no worse: recording stops with one line naming the
 path and errno (bag.core.BagWriteError), exit 1, and the partial directory is kept as a kill -9 would leave it.
 Recording a `latent` / `puzzle` topic also records its latched `<topic>/info` (the model's identity; unless
---no-info), with transient-local QoS, so it is in the bag even when it was published before recording began.
+--no-info), with transient-local QoS, so it is in the bag even when it was published before recording began, and
+its `<topic>/telemetry` (crop window, reconstruction error, trust per latent; unless --no-telemetry).
 """
 from __future__ import annotations
 
@@ -65,6 +66,7 @@ class RecordOptions:
     depth: int = 100  # subscriber queue: deep, so a burst is recorded rather than dropped
     qos_overrides: dict[str, str] = field(default_factory=dict)  # topic -> RECORD_QOS_CHOICES
     with_info: bool = True  # also record <topic>/info beside each latent / puzzle topic
+    with_telemetry: bool = True  # also record <topic>/telemetry beside each latent / puzzle topic
 
 
 @dataclass
@@ -99,7 +101,8 @@ class BagRecorder:
         self.context = context
         self.node = rclpy.create_node("sage_bag_recorder", context=context)
         self.store = typestore()
-        self.pending = with_info_topics([self.node.resolve_topic_name(t) for t in options.topics], options.with_info)
+        self.pending = with_info_topics([self.node.resolve_topic_name(t) for t in options.topics], options.with_info,
+                                        options.with_telemetry)
         self.summary = RecordSummary()
         self.subscriptions = []
 
@@ -198,11 +201,13 @@ class BagRecorder:
         self.close()
 
 
-def with_info_topics(topics: list[str], with_info: bool = True) -> list[str]:
-    """`topics` plus `<topic>/info` after each topic named latent or puzzle (the encoders' outputs), once each."""
+def with_info_topics(topics: list[str], with_info: bool = True, with_telemetry: bool = False) -> list[str]:
+    """`topics` plus `<topic>/info` and `<topic>/telemetry` after each topic named latent or puzzle (the encoders'
+    outputs), once each."""
     out = []
     for topic in topics:
-        extra = [topic + "/info"] if with_info and topic.rsplit("/", 1)[-1] in ("latent", "puzzle") else []
+        beside = [suffix for suffix, wanted in (("/info", with_info), ("/telemetry", with_telemetry)) if wanted]
+        extra = [topic + s for s in beside] if topic.rsplit("/", 1)[-1] in ("latent", "puzzle") else []
         out += [t for t in (topic, *extra) if t not in out]
     return out
 
@@ -218,6 +223,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--depth", type=int, default=100, help="subscriber queue depth (default 100)")
     parser.add_argument("--no-info", action="store_true",
                         help="do not add <topic>/info (the model's identity) for latent / puzzle topics")
+    parser.add_argument("--no-telemetry", action="store_true",
+                        help="do not add <topic>/telemetry (crop window, recon error, trust) beside latent / puzzle")
 
 
 def run(args) -> int:
@@ -226,7 +233,8 @@ def run(args) -> int:
     try:
         options = RecordOptions(
             topics=args.topics, duration=args.duration, max_messages=args.max_messages, depth=args.depth,
-            qos_overrides=parse_qos_overrides(args.qos_override, RECORD_QOS_CHOICES), with_info=not args.no_info)
+            qos_overrides=parse_qos_overrides(args.qos_override, RECORD_QOS_CHOICES), with_info=not args.no_info,
+            with_telemetry=not args.no_telemetry)
         with BagRecorder(args.out, options, stop=stop, context=context) as recorder:
             print(f"recording {args.topics} to {args.out}", flush=True)
             summary = recorder.record()

@@ -20,6 +20,7 @@ class Recording:
     outputs: dict = field(default_factory=dict)  # topic -> list of (stamp, frame_id, log time, {"mu",..}|{"codes"})
     infos: dict = field(default_factory=dict)  # topic -> LatentInfo from its recorded <topic>/info (the last one)
     latents: dict = field(default_factory=dict)  # topic -> {stamp: Latent} checked against that info
+    telemetry: dict = field(default_factory=dict)  # topic -> {stamp: {field: value}} from <topic>/telemetry
     diagnostics: dict = field(default_factory=dict)  # status name -> key/values of its last message
     bag: Path | None = None
     input_topic: str = RAW_TOPIC
@@ -32,14 +33,17 @@ def _stamp_ns(header) -> int:
 def read_recording(bag: Path, output_topics: list[str], input_topic: str = RAW_TOPIC) -> Recording:
     """Everything the demo needs from its recorded bag. Outputs whose `<topic>/info` was recorded (`bag record` adds
     it) are read through the consumer API, checked against that info (InfoMismatch names any disagreement), and
-    kept as Latents in `latents` too; others are read without a check."""
+    kept as Latents in `latents` too; others are read without a check. Each output's recorded `<topic>/telemetry`
+    (which `bag record` adds) is read by the field names its info lists, into `telemetry`."""
     from sage_ros.bag.common import open_reader, typestore
     from sage_ros.runtime.consumer import LatentInfo, latent_from_message
     from sage_ros.runtime.messages import image_to_output
+    from sage_ros.runtime.telemetry import TELEMETRY_SUFFIX, telemetry_from_message
 
     store = typestore()
     recording = Recording(outputs={topic: [] for topic in output_topics}, bag=Path(bag), input_topic=input_topic,
-                          latents={topic: {} for topic in output_topics})
+                          latents={topic: {} for topic in output_topics},
+                          telemetry={topic: {} for topic in output_topics})
     reader = open_reader(bag)
     try:
         info_connections = [c for c in reader.connections if c.topic[:-len("/info")] in recording.outputs
@@ -60,6 +64,12 @@ def read_recording(bag: Path, output_topics: list[str], input_topic: str = RAW_T
                     latent = recording.latents[conn.topic][_stamp_ns(msg.header)] = latent_from_message(msg, info)
                     output = {"codes": latent.codes} if info.is_puzzle else {"mu": latent.mu, "logvar": latent.logvar}
                 recording.outputs[conn.topic].append((_stamp_ns(msg.header), msg.header.frame_id, log_ns, output))
+            elif conn.topic.endswith(TELEMETRY_SUFFIX) and conn.topic[:-len(TELEMETRY_SUFFIX)] in recording.outputs:
+                topic = conn.topic[:-len(TELEMETRY_SUFFIX)]
+                if topic in recording.infos:  # field names come from the info; without it the values mean nothing
+                    msg = store.deserialize_cdr(data, conn.msgtype)
+                    values = telemetry_from_message(msg, recording.infos[topic])
+                    recording.telemetry[topic][_stamp_ns(msg.header)] = values
             elif conn.topic == DIAGNOSTICS_TOPIC:
                 msg = store.deserialize_cdr(data, conn.msgtype)
                 for status in msg.status:

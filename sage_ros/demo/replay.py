@@ -110,8 +110,9 @@ def run_replay(bag_in: Path, bag_out: Path, encoders: list[EncoderRun], group: P
     times["encoders_ready"] = time.monotonic() - started
     topics = [options.input_topic, *(e.output_topic for e in encoders), DIAGNOSTICS_TOPIC]
     recorder = group.start("recorder", sage_ros_command("bag", "record", bag_out, "--topics", *topics))
-    with GraphProbe(int(group.env["ROS_DOMAIN_ID"])) as probe:
-        probe.wait_for_subscriber(RECORDER_NODE, topics[1:], options.ready_timeout, recorder)
+    with GraphProbe(int(group.env["ROS_DOMAIN_ID"])) as probe:  # telemetry too: the sheet plots it over the replay
+        probe.wait_for_subscriber(RECORDER_NODE, topics[1:] + [e.output_topic + "/telemetry" for e in encoders],
+                                  options.ready_timeout, recorder)
     times["recorder_ready"] = time.monotonic() - started
     on_phase(f"playing {bag_in} {options.input_topic} at rate {options.rate} from {options.start_offset} s")
     play_started = time.monotonic()

@@ -1,5 +1,7 @@
 """The contact sheet: input frames beside what their recorded latents decode to, through the consumer API
-(sage_ros.runtime.consumer: each topic's recorded info finds its bundle by checksum; no backend of its own)."""
+(sage_ros.runtime.consumer: each topic's recorded info finds its bundle by checksum; no backend of its own), each
+input frame marked with the crop window its recorded telemetry reports, and below them the telemetry over the whole
+replay: SAGE's trust and the reconstruction error of every TinyVAE, and the puzzle's code entropy."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -77,9 +79,67 @@ def recorded_decoders(recording: Recording, encoders: list[EncoderRun]) -> dict:
     return decoders
 
 
+WINDOW_COLOURS = ("#ff3b30", "#34c759", "#0a84ff", "#ffcc00")  # one per distinct crop window on a frame
+
+
+def draw_windows(ax, recording: Recording, encoders: list[EncoderRun], stamp: int) -> str:
+    """Outline on the input frame every distinct crop window the encoders' telemetry reports for `stamp` (letterbox
+    windows reach past the frame: drawn clipped); returns a short label ("" when no telemetry was recorded)."""
+    from matplotlib.patches import Rectangle
+
+    windows = {}
+    for enc in encoders:
+        values = recording.telemetry.get(enc.output_topic, {}).get(stamp)
+        if values is not None:
+            key = tuple(round(values[k], 1) for k in ("crop_x", "crop_y", "crop_w", "crop_h"))
+            windows.setdefault(key, []).append(enc.node_name)
+    for index, (x, y, w, h) in enumerate(windows):
+        ax.add_patch(Rectangle((x - 0.5, y - 0.5), w, h, fill=False, linewidth=1.5,
+                               edgecolor=WINDOW_COLOURS[index % len(WINDOW_COLOURS)]))
+    if not windows:
+        return ""
+    if len(windows) == 1:
+        x, y, w, h = next(iter(windows))
+        return f"crop {w:.0f}x{h:.0f} at ({x:.0f},{y:.0f})"
+    return f"{len(windows)} crop windows"
+
+
+def telemetry_panels(fig, spec, recording: Recording, encoders: list[EncoderRun], stamps: list[int]) -> None:
+    """Trust and recon_mse of every TinyVAE, and the puzzle's code entropy, over the replay (seconds since the first
+    input frame); dotted lines mark the frames shown above."""
+    t0 = min(recording.input_log_ns) if recording.input_log_ns else 0
+    tinyvae = [e for e in encoders if e.preset == "tinyvae"]
+    puzzle = [e for e in encoders if e.preset == "puzzle"]
+    panels = [("trust (SAGE formula)", "trust", tinyvae), ("recon_mse (model input in [0,1])", "recon_mse", tinyvae)]
+    if puzzle:
+        panels.append(("puzzle code entropy (bits)", "code_entropy_bits", puzzle))
+    grid = spec.subgridspec(1, len(panels), wspace=0.35)
+    for index, (title, field, runs) in enumerate(panels):
+        ax = fig.add_subplot(grid[0, index])
+        for enc in runs:
+            series = sorted(recording.telemetry.get(enc.output_topic, {}).items())
+            if series:
+                ax.plot([(s - t0) / 1e9 for s, _ in series], np.array([v[field] for _, v in series]), linewidth=1,
+                        label=f"{enc.bundle.precision}" if enc.preset == "tinyvae" else enc.bundle.name)
+        for stamp in stamps:
+            ax.axvline((stamp - t0) / 1e9, color="0.6", linestyle=":", linewidth=0.8)
+        ax.set_title(title, fontsize=8)
+        ax.set_xlabel("replay time (s)", fontsize=7)
+        # fixed ranges, so a flat line looks flat: trust 0..1, entropy 0..log2(10), recon error from 0
+        top = max((float(np.nanmax(line.get_ydata())) for line in ax.lines[:len(runs)]
+                   if isinstance(line.get_ydata(), np.ndarray) and line.get_ydata().size), default=0.0)
+        ax.set_ylim(*{"trust": (0, 1), "code_entropy_bits": (0, 3.4)}.get(field, (0, max(0.03, 1.2 * top))))
+        ax.tick_params(labelsize=6)
+        if ax.lines and runs:
+            ax.legend(fontsize=6, loc="best")
+        if not any(recording.telemetry.get(e.output_topic) for e in runs):
+            ax.text(0.5, 0.5, "no telemetry recorded", ha="center", va="center", fontsize=7, transform=ax.transAxes)
+
+
 def contact_sheet(path: Path, recording: Recording, encoders: list[EncoderRun], rows: int = 5) -> int:
-    """input | model input | TinyVAE fp32 / int8 / int4 reconstructions (PSNR vs model input) | puzzle codes |
-    puzzle decoded, for `rows` frames; returns the number of frames shown."""
+    """input (with its crop window) | model input | TinyVAE fp32 / int8 / int4 reconstructions (PSNR vs model
+    input) | puzzle codes | puzzle decoded, for `rows` frames, above the telemetry over the replay; returns the
+    number of frames shown."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -100,8 +160,10 @@ def contact_sheet(path: Path, recording: Recording, encoders: list[EncoderRun], 
                *[f"TinyVAE {e.bundle.precision}" for e in tinyvae],
                *(["puzzle codes 30x30", "puzzle decoded"] if puzzle else [])]
     columns = [c for c in columns if c]
-    fig, axes = plt.subplots(len(stamps), len(columns), figsize=(1.9 * len(columns), 1.75 * len(stamps) + 0.6),
-                             squeeze=False)
+    fig = plt.figure(figsize=(max(1.9 * len(columns), 7.5), 1.75 * len(stamps) + 2.6))
+    layout = fig.add_gridspec(2, 1, height_ratios=[1.75 * len(stamps), 1.7], hspace=0.25)
+    tiles = layout[0].subgridspec(len(stamps), len(columns), hspace=0.45, wspace=0.08)
+    axes = [[fig.add_subplot(tiles[r, c]) for c in range(len(columns))] for r in range(len(stamps))]
     decoders = recorded_decoders(recording, encoders)
     try:
         for r, stamp in enumerate(stamps):
@@ -112,7 +174,9 @@ def contact_sheet(path: Path, recording: Recording, encoders: list[EncoderRun], 
                 cells.append((model_input, "area resize"))
                 for enc in tinyvae:
                     recon = decoders[enc.node_name].decode(recording.latents[enc.output_topic][stamp])
-                    cells.append((recon, f"PSNR {_psnr(recon, model_input):.2f} dB"))
+                    trust = recording.telemetry.get(enc.output_topic, {}).get(stamp, {}).get("trust")
+                    cells.append((recon, f"PSNR {_psnr(recon, model_input):.2f} dB"
+                                  + (f", trust {trust:.2f}" if trust is not None else "")))
             if puzzle:
                 codes = outputs[puzzle.output_topic][stamp]["codes"]
                 cells.append((codes, f"{len(np.unique(codes))} codes used"))
@@ -123,10 +187,15 @@ def contact_sheet(path: Path, recording: Recording, encoders: list[EncoderRun], 
                     code_grid(ax, image, legend=r == 0)
                 else:
                     ax.imshow(image, interpolation="nearest" if image.shape[0] <= 64 else "antialiased")
+                if c == 0:  # the input frame: where the latents looked, from their telemetry
+                    window_label = draw_windows(ax, recording, encoders, stamp)
+                    label = f"{label}\n{window_label}" if window_label else label
                 ax.set_xticks([]), ax.set_yticks([])
                 ax.set_xlabel(label, fontsize=7)
                 if r == 0:
                     ax.set_title(columns[c], fontsize=8)
+        telemetry_panels(fig, layout[1], recording, encoders, stamps)
+        fig.subplots_adjust(left=0.04, right=0.98, top=1 - 0.75 / fig.get_figheight(), bottom=0.05)
     finally:
         for decoder in decoders.values():
             decoder.close()
@@ -134,7 +203,6 @@ def contact_sheet(path: Path, recording: Recording, encoders: list[EncoderRun], 
     models = ", ".join(sorted({e.bundle.name for e in encoders}))
     fig.suptitle(f"sage_ros demo: vtest.avi camera frames -> encoder nodes over DDS -> recorded latents decoded\n"
                  f"{'UNTRAINED (seeded) models - plumbing only. ' if untrained else ''}{models}", fontsize=8)
-    fig.tight_layout()
     fig.canvas.draw()
     rgba = np.asarray(fig.canvas.buffer_rgba())
     plt.close(fig)

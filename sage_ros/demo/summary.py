@@ -56,6 +56,7 @@ def summarize(recording: Recording, encoders: list[EncoderRun], result: ReplayRe
             "bytes": sizes,
             "onnx_ratio_vs_fp32": round(fp32_onnx / sizes["onnx_total"], 2)
             if fp32_onnx and enc.preset == "tinyvae" else None,
+            "telemetry": _telemetry(recording.telemetry.get(enc.output_topic, {})),
         })
     return {"frames_played": result.frames_played, "frames_recorded_input": len(recording.input_log_ns),
             "input_rate_hz": _rate_hz(list(recording.input_log_ns.values())), "rate": options.rate,
@@ -63,6 +64,16 @@ def summarize(recording: Recording, encoders: list[EncoderRun], result: ReplayRe
             "bag": str(result.bag),
             "dds_transports": os.environ.get("FASTDDS_BUILTIN_TRANSPORTS", "default"),
             "wall_s": {k: round(v, 2) for k, v in result.wall_s.items()}, "encoders": rows}
+
+
+def _telemetry(by_stamp: dict) -> dict:
+    """Recorded <output>/telemetry: how many messages, and the medians of the fields a glance needs."""
+    out = {"messages": len(by_stamp)}
+    for name in ("trust", "recon_mse", "code_entropy_bits", "total_ms"):
+        values = [v[name] for v in by_stamp.values() if name in v and v[name] == v[name]]
+        if values:
+            out[f"{name}_p50"] = round(float(np.median(values)), 4)
+    return out
 
 
 def _float(text) -> float | None:
@@ -90,6 +101,11 @@ def summary_text(summary: dict) -> str:
                      f"{_fmt(lat['p90']):>6} {_fmt(lat['p99']):>6} {_fmt(row['inference_p50_ms'], '.2f'):>6}  "
                      f"{row['bytes']['onnx_total']:>10,} {_fmt(row['onnx_ratio_vs_fp32'], '.2f'):>6}  {row['model']}"
                      + ("  [UNTRAINED]" if row["untrained"] else ""))
+    for row in summary["encoders"]:
+        tel = row.get("telemetry") or {}
+        if tel.get("messages"):
+            lines.append(f"{row['node']:<15} telemetry: {tel['messages']} messages; median "
+                         + ", ".join(f"{k[:-4]} {v}" for k, v in tel.items() if k.endswith("_p50")))
     lines.append("latency = recorder receive time of the latent - recorder receive time of its source frame "
                  "(matched by header stamp), ms; infer = node's backend call p50, ms; "
                  "onnx bytes = encoder.onnx + decoder.onnx on disk")

@@ -32,6 +32,7 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Header, String
 
 from sage_ros.ros import params as P
+from sage_ros.ros.crop_overlay import OVERLAY_NAME, CropOverlay
 from sage_ros.ros.graph_check import PublisherCheck, output_beside
 from sage_ros.ros.info import info_qos, info_topic
 from sage_ros.ros.qos import input_qos, output_qos
@@ -58,6 +59,7 @@ class Stream:
     publisher: Any = None
     output_topic: str = ""
     counts: Counter = field(default_factory=Counter)
+    overlay: Any = None  # CropOverlay when frame_topics names this topic's camera
     gate: ModelGate = field(default_factory=lambda: ModelGate(hold=HOLD))  # decodes only with the maker's model
 
     def sync_gate_counts(self) -> None:
@@ -75,6 +77,9 @@ class Stream:
             out[f"{prefix}: matched_by"] = described["matched_by"]
             out[f"{prefix}: backend"] = f"{described['backend']} {described['device']}"
             out[f"{prefix}: output"] = self.output_topic
+        if self.overlay is not None:
+            out[f"{prefix}: overlay"] = (f"{self.overlay.output_topic}: {self.overlay.counts['published']} published, "
+                                         f"{self.overlay.counts['errors']} errors {self.overlay.last_error}").strip()
         if self.problem:
             out[f"{prefix}: problem"] = self.problem
         if self.last_mismatch:
@@ -114,8 +119,13 @@ class LatentDecoderNode(Node):
         self._previous: dict[str, Counter] = {}
         depth = self._param("qos_depth")
         latent_qos = input_qos(self._param("qos_reliability"), depth)
-        for topic in self._param("latent_topics"):
+        frame_topics = list(self._param("frame_topics"))
+        for index, topic in enumerate(self._param("latent_topics")):
             stream = Stream(topic, gate=ModelGate(hold=self._param("hold_latents")))
+            if index < len(frame_topics) and frame_topics[index]:  # the crop window drawn on the full frame
+                stream.overlay = CropOverlay(self, topic, frame_topics[index],
+                                             output_beside(self, topic, OVERLAY_NAME), lambda s=stream: s.info,
+                                             latent_qos)
             self.streams.append(stream)
             # beside the latent topic as remapped (`-r latent:=x` subscribes x/info)
             self.create_subscription(String, info_topic(self.resolve_topic_name(topic)), partial(self._on_info, stream),
@@ -236,6 +246,8 @@ class LatentDecoderNode(Node):
         try:
             stream.publisher.publish(image)
             stream.counts["published"] += 1
+            if stream.overlay is not None:
+                stream.overlay.add_reconstruction(msg.header, image)
         except RuntimeError as err:  # rclpy's RCLError
             stream.counts["publish_errors"] += 1
             stream.last_mismatch = f"publish: {err}"

@@ -36,7 +36,7 @@ from sage_ros.ros.diagnostics import EncoderStats, diagnostic_array
 from sage_ros.ros.graph_check import PublisherCheck, output_beside
 from sage_ros.ros.info import AckWatch, info_qos, info_topic
 from sage_ros.ros.encoding import (ImageConversionError, LatestFrameSlots, Pending, admission_error,
-                                   decode_min_size, drop_implausible, encode_frames, first_decodable,
+                                   decode_min_size, drop_implausible, encode_prepared, first_decodable,
                                    frame_from_message, output_messages, reconstruction_messages)
 from sage_ros.ros.qos import input_qos, output_qos, publisher_events, subscription_events
 from sage_ros.ros.worker import RatePacer, SupervisedWorker
@@ -45,9 +45,12 @@ from sage_ros.runtime.bundle import BundleError, load_bundle, resolve_bundle_pat
 from sage_ros.runtime.consumer import shipped_model_dirs
 from sage_ros.runtime.latent_info import info_json, model_info
 from sage_ros.runtime.preprocess import Preprocessor
+from sage_ros.runtime.telemetry import (batch_telemetry, bundle_fields, source_hw, telemetry_images, telemetry_topic,
+                                        warm_decoder)
 
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
-LIVE_PARAMS = ("crop_mode", "max_rate", "publish_reconstruction", "max_input_pixels")  # applied while running
+LIVE_PARAMS = ("crop_mode", "max_rate", "publish_reconstruction", "max_input_pixels", "publish_telemetry",
+               "telemetry_decode")  # applied while running
 THROTTLE_S = 5.0  # at most one log line per cause and call site this often
 INFO_ACK_S = 1.0  # longest wait (in total, per change, off the frame path) for subscribers to acknowledge an info
 
@@ -78,6 +81,7 @@ class Camera:
     publisher: Any = None
     reconstruction_publisher: Any = None
     info_publisher: Any = None  # latched <output>/info (ros/info.py)
+    telemetry_publisher: Any = None  # <output>/telemetry (runtime/telemetry.py)
     subscription: Any = None
     publisher_watch: Any = None  # Humble only: polls publisher counts (no matched event there; ros/compat.py)
     publishers_matched: int = 0
@@ -169,6 +173,8 @@ class EncoderNode(LifecycleNode):
             # beside the output as remapped (`-r latent:=x` moves the info to x/info too)
             camera.info_publisher = self.create_lifecycle_publisher(
                 String, info_topic(self.resolve_topic_name(camera.output_topic)), info_qos())
+            camera.telemetry_publisher = self.create_lifecycle_publisher(
+                Image, telemetry_topic(self.resolve_topic_name(camera.output_topic)), output_qos())
         info = self.backend.describe()
         self.get_logger().info(
             f"configured: {self.bundle.name} ({self.bundle.architecture}, {self.bundle.precision}) from "
@@ -189,6 +195,7 @@ class EncoderNode(LifecycleNode):
             started = time.perf_counter()
             for batch_size in sorted({1, len(self.cameras)}):  # both batch shapes the worker will use most
                 self.backend.warmup(batch_size=batch_size)
+            warm_decoder(self.backend, self._live["publish_telemetry"], self._live["telemetry_decode"])
             self.get_logger().info(f"backend warm in {time.perf_counter() - started:.2f} s")
         except BackendError as err:
             self.get_logger().error(f"cannot activate: backend warm-up failed: {err}")
@@ -252,7 +259,8 @@ class EncoderNode(LifecycleNode):
 
     def _release_backend(self) -> None:
         for camera in self.cameras:
-            for publisher in (camera.publisher, camera.reconstruction_publisher, camera.info_publisher):
+            for publisher in (camera.publisher, camera.reconstruction_publisher, camera.info_publisher,
+                              camera.telemetry_publisher):
                 if publisher is not None:
                     self.destroy_lifecycle_publisher(publisher)
         self.cameras = []
@@ -339,16 +347,20 @@ class EncoderNode(LifecycleNode):
         self._publish_info(preprocessor.crop_mode)  # a new crop mode or model: its info before its first latent
         started = time.perf_counter()
         try:
-            outputs = encode_frames(self.backend, preprocessor, frames, [camera for camera, _ in kept])
+            prepared, outputs = encode_prepared(self.backend, preprocessor, frames, [camera for camera, _ in kept])
         except (BackendError, ImageConversionError) as err:
             self.stats.error(f"inference: {err}")
             self.get_logger().error(f"inference failed: {err}", throttle_duration_sec=THROTTLE_S)
             return
         inference_s = time.perf_counter() - started
+        kept_before = kept
         outputs, kept, refused = drop_implausible(outputs, kept)
         for (camera, _), reason in refused:  # counted as errors, never published as valid latents
             self.stats.error(f"encoder output on {self.cameras[camera].input_topic}: {reason}")
             self.get_logger().error(f"not publishing: {reason}", throttle_duration_sec=THROTTLE_S)
+        if refused:  # telemetry reads the same rows as the latents
+            rows = [row for row, item in enumerate(kept_before) if any(item is k for k in kept)]
+            frames, prepared = [frames[row] for row in rows], prepared.subset(rows)
         if not kept:
             return
         headers = [pending.msg.header for _, pending in kept]
@@ -357,8 +369,25 @@ class EncoderNode(LifecycleNode):
             if self._publish(self.cameras[camera].publisher, message):
                 self.stats.add("published")
                 self.stats.observe(time.monotonic() - pending.received, inference_s)
+        if self._live["publish_telemetry"]:
+            self._publish_telemetry(kept, frames, prepared, outputs, headers, inference_s)
         if self._live["publish_reconstruction"]:
             self._publish_reconstructions(kept, outputs, headers)
+
+    def _publish_telemetry(self, kept, frames, prepared, outputs, headers, inference_s: float) -> None:
+        """<output>/telemetry for every latent of the batch (runtime/telemetry.py), with the latent's header."""
+        try:
+            rows = batch_telemetry(self.backend, prepared, outputs, frames_hw=[frame.shape[:2] for frame in frames],
+                                   sources_hw=[source_hw(pending.msg, self._compressed) for _, pending in kept],
+                                   encode_s=inference_s, received=[pending.received for _, pending in kept],
+                                   decode=not self.bundle.is_vq or self._live["telemetry_decode"])
+            messages = telemetry_images(rows, bundle_fields(self.bundle), headers)
+        except (BackendError, ImageConversionError, ValueError) as err:  # the latents went out; only telemetry lost
+            self.stats.error(f"telemetry: {err}")
+            self.get_logger().error(f"telemetry failed: {err}", throttle_duration_sec=THROTTLE_S)
+            return
+        for (camera, _), message in zip(kept, messages):
+            self._publish(self.cameras[camera].telemetry_publisher, message)
 
     def _publish_reconstructions(self, kept, outputs, headers) -> None:
         try:
@@ -412,6 +441,7 @@ class EncoderNode(LifecycleNode):
             backend = make_backend(bundle, self._param("backend"), self._param("device"), **self._backend_options())
             for batch_size in sorted({1, len(self.cameras)}):
                 backend.warmup(batch_size=batch_size)
+            warm_decoder(backend, self._live["publish_telemetry"], self._live["telemetry_decode"])
         except (BackendError, ValueError, OSError, ImportError) as err:
             return f"bundle: cannot start {bundle.name}: {err}"
         with self._model_lock:  # the worker finishes its batch (old model) first

@@ -15,7 +15,7 @@ from sage_ros.runtime.image_codec import (DEFAULT_MAX_PIXELS, ImageConversionErr
 from sage_ros.runtime.latent_info import bundle_fingerprint
 from sage_ros.runtime.messages import MAX_ABS_LATENT, output_to_image
 from sage_ros.runtime.postprocess import decoded_to_rgb8  # the latent_decoder's too: robot and operator images agree
-from sage_ros.runtime.preprocess import Preprocessor
+from sage_ros.runtime.preprocess import Prepared, Preprocessor
 
 
 def decode_min_size(bundle, crop_mode: str) -> int | None:
@@ -79,9 +79,7 @@ def encode_frames(backend, preprocessor: Preprocessor, frames: Sequence[np.ndarr
                   cameras: Sequence[Hashable] | None = None) -> dict[str, np.ndarray]:
     """Frames (one per camera) -> one batched backend call -> {"mu","logvar"} or {"codes"} (N rows), plus
     "fingerprint" (N rows of the backend's model fingerprint): every message made from them carries it."""
-    outputs = dict(backend.encode(preprocessor(list(frames), cameras)))
-    outputs["fingerprint"] = np.array([bundle_fingerprint(backend.bundle)] * len(frames))
-    return outputs
+    return encode_prepared(backend, preprocessor, frames, cameras)[1]
 
 
 def implausible_rows(outputs: dict[str, np.ndarray]) -> dict[int, str]:
@@ -99,6 +97,16 @@ def implausible_rows(outputs: dict[str, np.ndarray]) -> dict[int, str]:
                 "not finite (NaN / inf)" if not finite[row] else f"implausible (|{key}| up to {largest[row]:.3g} "
                 f"> {MAX_ABS_LATENT:g})"))
     return bad
+
+
+def encode_prepared(backend, preprocessor: Preprocessor, frames: Sequence[np.ndarray],
+                    cameras: Sequence[Hashable] | None = None) -> tuple[Prepared, dict[str, np.ndarray]]:
+    """As encode_frames (fingerprint included), also returning the model input and each frame's crop window (for
+    telemetry)."""
+    prepared = preprocessor.prepare(list(frames), cameras)
+    outputs = dict(backend.encode(prepared.batch))
+    outputs["fingerprint"] = np.array([bundle_fingerprint(backend.bundle)] * len(prepared.windows))
+    return prepared, outputs
 
 
 def drop_implausible(outputs: dict[str, np.ndarray], kept: list) -> tuple[dict[str, np.ndarray], list, list]:
@@ -191,5 +199,5 @@ class Pending:
 
 
 __all__ = ["ImageConversionError", "decode_min_size", "frame_from_message", "admission_error", "first_decodable",
-           "encode_frames", "output_messages", "implausible_rows", "drop_implausible", "MAX_ABS_LATENT",
-           "reconstruction_messages", "LatestFrameSlots", "Pending"]
+           "encode_frames", "encode_prepared", "output_messages", "implausible_rows", "drop_implausible",
+           "MAX_ABS_LATENT", "reconstruction_messages", "LatestFrameSlots", "Pending"]

@@ -77,6 +77,13 @@ PARAMS: tuple[ParamSpec, ...] = (
               "dropped (counted) rather than queued.", float_range=(0.0, 1000.0)),
     ParamSpec("publish_reconstruction", False, "Also decode each latent and publish it as rgb8 on "
               "'reconstruction' (TinyVAE family) or 'puzzle_reconstruction' (puzzle); costs a decoder run."),
+    ParamSpec("publish_telemetry", True, "Publish <output>/telemetry beside every latent / puzzle: a 32FC1 1 x N "
+              "Image with the latent's header holding the crop window in source pixels, reconstruction error, KL, "
+              "SAGE's trust, timings (field names and units in <output>/info; docs/ros.md). For the TinyVAE family "
+              "it costs one decoder run per frame."),
+    ParamSpec("telemetry_decode", False, "Puzzle model only: also decode each grid for telemetry's recon_mse / "
+              "recon_psnr_db (a 224 px decoder run per frame, several ms on a CPU); off: those fields are NaN. "
+              "The TinyVAE family always decodes (trust needs the reconstruction error)."),
     ParamSpec("intra_op_threads", 1, "Threads for one inference (onnxruntime / torch); 0 = library default. "
               "1 keeps a sub-millisecond TinyVAE from competing with the camera driver for cores; more can help "
               "the 224 px puzzle model on a multi-core board.",
@@ -112,6 +119,10 @@ DECODER_PARAMS: tuple[ParamSpec, ...] = (
               int_range=(0, 1000), read_only=True),
     ParamSpec("diagnostics_period", 1.0, "Seconds between /diagnostics messages.", float_range=(0.1, 60.0),
               read_only=True),
+    ParamSpec("frame_topics", [""], "Per latent topic (same order), the raw camera image topic its encoder reads; "
+              "non-empty: also publish <parent>/reconstruction_overlay, that camera frame with the reconstruction "
+              "drawn into the crop window from <topic>/telemetry and the window outlined (joined by stamp). "
+              "Empty entries (the default): off.", read_only=True),
 )
 DECODER_SPECS = {spec.name: spec for spec in DECODER_PARAMS}
 
@@ -150,6 +161,10 @@ def validate(name: str, value: Any, specs: dict[str, ParamSpec] | None = None) -
         return f"device must be auto, cpu, cuda or cuda:N, got {value!r}"
     if name == "image_topics":
         return _topics_error(list(value))
+    if name == "frame_topics":
+        bad = [topic for topic in value if topic and not _TOPIC.match(topic)]
+        if bad:
+            return f"frame_topics has invalid topic names {bad}"
     if name == "latent_topics":
         bad = [topic for topic in value if not _TOPIC.match(topic)]
         if not value or bad or len(set(value)) != len(value):

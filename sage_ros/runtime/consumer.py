@@ -7,6 +7,8 @@
     pairs = StampPairer(); pairs.add_frame(stamp, frame); pairs.add_latent(stamp, latent)  # -> (frame, latent)
     made_by(msg, info)                                        # did this info's model make it? (its identity row)
     gate = ModelGate(); gate.set_info(info); gate.add(msg)    # holds latents whose model's info is still on its way
+    values = telemetry_from_message(telemetry_msg, info)     # <output>/telemetry -> {"trust": .., "crop_x": ..}
+    joiner = StampJoiner(("latent", "telemetry", "frame")); joiner.add("latent", stamp, latent)  # -> {side: item}
 
 Messages are duck-typed (rclpy, rosbags or plain objects with the sensor_msgs/Image fields). Everything that does
 not fit the info raises InfoMismatch with the reason, so a node can count and report it: ModelMismatch when another
@@ -27,10 +29,12 @@ from .image_codec import ImageConversionError, image_to_numpy
 from .latent_info import InfoError, LatentInfo
 from .messages import MAX_ABS_LATENT, message_fingerprint, split_identity
 from .postprocess import decoded_to_rgb8
+from .telemetry import TelemetryError, telemetry_from_message, telemetry_topic
 
 __all__ = ["InfoError", "InfoMismatch", "ModelMismatch", "ModelUnknown", "BundleNotFound", "Latent", "LatentInfo",
            "LatentDecoder", "ModelGate", "StampPairer", "latent_from_message", "made_by", "find_bundle",
-           "shipped_model_dirs", "stamp_ns"]
+           "shipped_model_dirs", "stamp_ns", "StampJoiner", "TelemetryError", "telemetry_from_message",
+           "telemetry_topic"]
 
 
 class InfoMismatch(ValueError):
@@ -337,3 +341,38 @@ class StampPairer:
     def pending(self) -> tuple[int, int]:
         """(unpaired frames, unpaired latents) held now."""
         return len(self._frames), len(self._latents)
+
+
+class StampJoiner:
+    """Joins items of several streams by header stamp (exact match): a latent with its telemetry (and its source
+    frame), as StampPairer does for two. `add(side, stamp, item)` returns {side: item} for every side once the last
+    one with that stamp arrives, and forgets them; until then each side holds at most `capacity` unmatched items
+    (oldest evicted first, counted in `evicted[side]`). Sides that a subscriber does not have (no frame topic) are
+    simply not named in `sides`."""
+
+    def __init__(self, sides: Sequence[str] = ("latent", "telemetry", "frame"), capacity: int = 30):
+        if capacity < 1:
+            raise ValueError(f"capacity must be >= 1, got {capacity}")
+        if len(set(sides)) != len(sides) or len(sides) < 2:
+            raise ValueError(f"sides must be at least two distinct names, got {list(sides)}")
+        self.sides = tuple(sides)
+        self.capacity = capacity
+        self._held: dict[str, OrderedDict] = {side: OrderedDict() for side in self.sides}
+        self.evicted = {side: 0 for side in self.sides}
+
+    def add(self, side: str, stamp: Any, item: Any) -> dict[str, Any] | None:
+        if side not in self._held:
+            raise KeyError(f"unknown side {side!r}; sides are {list(self.sides)}")
+        held = self._held[side]
+        held[stamp] = item
+        held.move_to_end(stamp)
+        if all(stamp in self._held[other] for other in self.sides):
+            return {other: self._held[other].pop(stamp) for other in self.sides}
+        while len(held) > self.capacity:
+            held.popitem(last=False)
+            self.evicted[side] += 1
+        return None
+
+    def pending(self) -> dict[str, int]:
+        """Unmatched items held now, per side."""
+        return {side: len(held) for side, held in self._held.items()}

@@ -27,6 +27,9 @@ Keys (format_version 2; a consumer must ignore keys it does not know):
 - input           what the encoder looked at: height, width (the model's input in pixels), color_order ("rgb"),
                   range ([lo, hi] the pixels were scaled to; the decoder outputs the same range), crop_mode
                   (resize | center | letterbox | motion: which part of the camera frame became the input).
+- telemetry       what `<output>/telemetry` carries beside each message (runtime/telemetry.py): topic ("telemetry",
+                  beside the output), encoding ("32FC1", height 1), layout, fields (names in message order), units
+                  (one per field), and for latents the trust formula.
 
 The identity rows (messages.py writes and reads them): for `latent` (32FC1) the values 21319 ("SG"), then the
 fingerprint as three 16-bit integers (0..65535, exact in float32), high word first, then zeros, row-major over
@@ -42,6 +45,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .safe_json import JSONLimitError, loads_limited
+from .telemetry import telemetry_info
 
 FORMAT_VERSION = 2
 MAX_INFO_BYTES = 64 * 1024  # a real info is ~1 KB; anything far larger is refused unparsed
@@ -106,6 +110,7 @@ def model_info(bundle, crop_mode: str = "resize") -> dict[str, Any]:
                     layout=LATENT_LAYOUT)
     info["input"] = {"height": height, "width": width, "color_order": bundle.meta["input"].get("color_order", "rgb"),
                      "range": list(bundle.input_range), "crop_mode": crop_mode}
+    info["telemetry"] = telemetry_info(info["kind"], int(bundle.meta.get("num_codes", 10)))
     return info
 
 

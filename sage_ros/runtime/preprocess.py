@@ -9,6 +9,9 @@ as in training):
                centred on the peak of frame-difference energy versus the previous frame of the same camera.
                First frame of a camera (or after a size change): centre. No motion above threshold: the last
                motion window is kept (a stopped object stays in view), else the centre.
+
+`Preprocessor.prepare` returns, beside the model input, each frame's crop window in that frame's pixels
+(runtime/telemetry.CropWindow: what `<output>/telemetry` publishes); `__call__` returns the input alone.
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ import numpy as np
 
 from .image_codec import ImageConversionError
 from .settings import CROP_MODES
+from .telemetry import CropWindow, letterbox_window
 # Frame differencing runs on a copy whose long side is at most this many pixels: ~1 ms from VGA instead of ~8.
 MOTION_ANALYSIS_SIDE = 160
 
@@ -56,15 +60,21 @@ def center_crop(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return resize_area(frame[y:y + h, x:x + w], size)
 
 
+def letterbox_placement(frame_hw: tuple[int, int], size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """(top, left, new_h, new_w): where the aspect-kept resized frame sits on the letterbox's (h, w) canvas."""
+    height, width = size
+    scale = min(height / frame_hw[0], width / frame_hw[1])
+    new_h = max(1, min(height, round(frame_hw[0] * scale)))
+    new_w = max(1, min(width, round(frame_hw[1] * scale)))
+    return (height - new_h) // 2, (width - new_w) // 2, new_h, new_w
+
+
 def letterbox(frame: np.ndarray, size: tuple[int, int], out: np.ndarray | None = None) -> np.ndarray:
     """Resize keeping the aspect ratio so the frame fits (h, w), centred on black."""
     height, width = size
-    scale = min(height / frame.shape[0], width / frame.shape[1])
-    new_h = max(1, min(height, round(frame.shape[0] * scale)))
-    new_w = max(1, min(width, round(frame.shape[1] * scale)))
+    top, left, new_h, new_w = letterbox_placement(frame.shape[:2], size)
     canvas = np.zeros((height, width, 3), np.uint8) if out is None else out
     canvas[...] = 0
-    top, left = (height - new_h) // 2, (width - new_w) // 2
     canvas[top:top + new_h, left:left + new_w] = resize_area(frame, (new_h, new_w))
     return canvas
 
@@ -83,6 +93,17 @@ def to_nchw(images: np.ndarray | Sequence[np.ndarray], input_range: tuple[float,
     if lo != 0.0:
         out += np.float32(lo)
     return out
+
+
+@dataclass
+class Prepared:
+    """A batch of model input (float32 N x 3 x h x w) and, per frame, the window of that frame it shows."""
+    batch: np.ndarray
+    windows: list[CropWindow]
+
+    def subset(self, rows: Sequence[int]) -> "Prepared":
+        """Only these frames (in this order)."""
+        return Prepared(self.batch[list(rows)], [self.windows[row] for row in rows])
 
 
 @dataclass
@@ -138,38 +159,51 @@ class Preprocessor:
 
     def crop(self, frame: np.ndarray, camera: Hashable = 0) -> np.ndarray:
         """One frame -> h x w x 3 uint8 model-size image (the region chosen by the crop mode)."""
+        return self.crop_with_window(frame, camera)[0]
+
+    def crop_with_window(self, frame: np.ndarray, camera: Hashable = 0) -> tuple[np.ndarray, CropWindow]:
+        """One frame -> (h x w x 3 uint8 model-size image, the window of the frame it shows, in frame pixels)."""
         frame = check_frame(frame)
         frame_h, frame_w = frame.shape[:2]
         if self.crop_mode == "resize":
             self._last_window[camera] = (0, 0, frame_w, frame_h)
-            return resize_area(frame, self.size)
+            return resize_area(frame, self.size), CropWindow(0, 0, frame_w, frame_h)
         if self.crop_mode == "letterbox":
             self._last_window[camera] = (0, 0, frame_w, frame_h)
-            return letterbox(frame, self.size)
+            placement = letterbox_placement(frame.shape[:2], self.size)
+            return letterbox(frame, self.size), letterbox_window(frame.shape[:2], placement, self.size)
+        found = False
         if self.crop_mode == "center":
             x, y, w, h = center_window(frame.shape[:2], self.size)
         else:
-            x, y, w, h = self._motion_window(frame, camera)
+            (x, y, w, h), found = self._motion_window(frame, camera)
         self._last_window[camera] = (x, y, w, h)
-        return resize_area(frame[y:y + h, x:x + w], self.size)
+        return resize_area(frame[y:y + h, x:x + w], self.size), CropWindow(x, y, w, h, found)
 
     def __call__(self, frames: np.ndarray | Sequence[np.ndarray],
                  cameras: Sequence[Hashable] | None = None) -> np.ndarray:
         """One frame (H x W x 3) or a list of frames -> float32 N x 3 x h x w; cameras[i] keys motion state."""
+        return self.prepare(frames, cameras).batch
+
+    def prepare(self, frames: np.ndarray | Sequence[np.ndarray],
+                cameras: Sequence[Hashable] | None = None) -> Prepared:
+        """As __call__, plus each frame's crop window (in that frame's pixels)."""
         if isinstance(frames, np.ndarray) and frames.ndim == 3:
             frames = [frames]
         cameras = list(range(len(frames))) if cameras is None else list(cameras)
         if len(cameras) != len(frames):
             raise ValueError(f"{len(frames)} frames but {len(cameras)} camera ids")
-        crops = np.stack([self.crop(frame, camera) for frame, camera in zip(frames, cameras)])
+        cropped = [self.crop_with_window(frame, camera) for frame, camera in zip(frames, cameras)]
+        crops = np.stack([image for image, _ in cropped])
         out = to_nchw(crops, self.input_range, self._out if self.reuse_output else None)
         if self.reuse_output:
             self._out = out
-        return out
+        return Prepared(out, [window for _, window in cropped])
 
     # --- motion attention ------------------------------------------------------------------------------------
 
-    def _motion_window(self, frame: np.ndarray, camera: Hashable) -> tuple[int, int, int, int]:
+    def _motion_window(self, frame: np.ndarray, camera: Hashable) -> tuple[tuple[int, int, int, int], bool]:
+        """(the window, whether this frame's motion placed it)."""
         frame_h, frame_w = frame.shape[:2]
         side = min(self.motion_window, frame_h, frame_w)
         scale = min(1.0, MOTION_ANALYSIS_SIDE / max(frame_h, frame_w))
@@ -178,7 +212,7 @@ class Preprocessor:
         state = self._motion.get(camera)
         if state is None or state.frame_hw != (frame_h, frame_w):
             self._motion[camera] = _MotionState(previous=gray.copy(), frame_hw=(frame_h, frame_w))
-            return self._window_at((frame_h / 2, frame_w / 2), side, (frame_h, frame_w))
+            return self._window_at((frame_h / 2, frame_w / 2), side, (frame_h, frame_w)), False
         energy = cv2.absdiff(gray, state.previous).astype(np.float32) ** 2
         state.previous = gray.copy()
         small_side = max(1, round(side * scale))
@@ -186,10 +220,11 @@ class Preprocessor:
         window_energy = cv2.boxFilter(energy, -1, (small_side, small_side), normalize=True,
                                       borderType=cv2.BORDER_CONSTANT)
         peak = np.unravel_index(int(np.argmax(window_energy)), window_energy.shape)
-        if window_energy[peak] >= self.motion_threshold:
+        found = bool(window_energy[peak] >= self.motion_threshold)
+        if found:
             state.center = self._energy_centroid(energy, peak, small_side, scale)
         center = state.center if state.center is not None else (frame_h / 2, frame_w / 2)
-        return self._window_at(center, side, (frame_h, frame_w))
+        return self._window_at(center, side, (frame_h, frame_w)), found
 
     @staticmethod
     def _energy_centroid(energy: np.ndarray, peak: tuple[int, int], side: int, scale: float) -> tuple[float, float]:

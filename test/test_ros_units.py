@@ -222,7 +222,7 @@ def test_stats_rates_percentiles_and_levels():
 # --- bundles and lifecycle ----------------------------------------------------------------------------------------
 
 def test_bundle_names_resolve_in_shipped_dirs(tmp_path, monkeypatch, tiny_bundle):
-    from sage_ros.ros import encoder_node
+    from sage_ros.ros import cameras as encoder_node
 
     monkeypatch.setattr(encoder_node, "shipped_model_dirs", lambda: [tmp_path / "share", tiny_bundle.parent])
     assert encoder_node.resolve_bundle(tiny_bundle.name, "tinyvae") == tiny_bundle
@@ -232,7 +232,7 @@ def test_bundle_names_resolve_in_shipped_dirs(tmp_path, monkeypatch, tiny_bundle
 
 
 def test_shipped_dirs_without_a_ros_install(monkeypatch):
-    from sage_ros.ros import encoder_node
+    from sage_ros.ros import cameras as encoder_node
 
     monkeypatch.delenv("AMENT_PREFIX_PATH", raising=False)  # a venv: no ament index at all
     assert encoder_node.shipped_model_dirs()[-1] == Path(encoder_node.__file__).resolve().parents[2] / "models"

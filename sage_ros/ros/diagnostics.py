@@ -125,6 +125,24 @@ def diagnostic_array(snap: Snapshot, *, name: str, hardware_id: str, info: dict[
     return DiagnosticArray(header=_header(stamp), status=[status])
 
 
+def encoder_info(node) -> dict[str, str]:
+    """The encoder node's key/values for /diagnostics: state, settings, resolved topics, backend and model."""
+    info = {"state": "active" if node._active else ("inactive" if node.backend else "unconfigured"),
+            "crop_mode": node._live["crop_mode"], "max_rate": str(node._live["max_rate"]),
+            "input_transport": node._param("input_transport"),
+            "image_topics": " ".join(node.resolve_topic_name(c.input_topic) for c in node.cameras)
+            or " ".join(node._param("image_topics")),
+            "publishers_matched": " ".join(str(c.publishers_matched) for c in node.cameras)}
+    if node.backend is not None:
+        described = node.backend.describe()
+        info.update({"backend": str(described.get("backend")), "device": str(described.get("device")),
+                     "model": node.bundle.name, "architecture": node.bundle.architecture,
+                     "precision": node.bundle.precision, "bundle": str(node.bundle.path)})
+        if "providers" in described:
+            info["providers"] = " ".join(described["providers"])
+    return info
+
+
 def _header(stamp):
     from std_msgs.msg import Header
 

@@ -17,32 +17,27 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 from typing import Any
 
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
-from rclpy.executors import ExternalShutdownException
-from rclpy.exceptions import ParameterException
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
 
 from sage_ros.ros import params as P
+from sage_ros.ros.cameras import PRESETS, Camera, resolve_bundle
 from sage_ros.ros.compat import watch_publishers
-from sage_ros.ros.diagnostics import EncoderStats, diagnostic_array
+from sage_ros.ros.diagnostics import EncoderStats, diagnostic_array, encoder_info
 from sage_ros.ros.graph_check import PublisherCheck, output_beside
 from sage_ros.ros.info import AckWatch, info_qos, info_topic
 from sage_ros.ros.encoding import (ImageConversionError, LatestFrameSlots, Pending, admission_error,
-                                   decode_min_size, drop_implausible, encode_prepared, first_decodable,
+                                   decode_batch, decode_min_size, drop_implausible, encode_prepared,
                                    frame_from_message, output_messages, reconstruction_messages)
 from sage_ros.ros.qos import input_qos, output_qos, publisher_events, subscription_events
 from sage_ros.ros.worker import RatePacer, SupervisedWorker
 from sage_ros.runtime.backends import BackendError, make_backend
-from sage_ros.runtime.bundle import BundleError, load_bundle, resolve_bundle_path
-from sage_ros.runtime.consumer import shipped_model_dirs
+from sage_ros.runtime.bundle import BundleError, load_bundle
 from sage_ros.runtime.latent_info import info_json, model_info
 from sage_ros.runtime.preprocess import Preprocessor
 from sage_ros.runtime.telemetry import (batch_telemetry, bundle_fields, source_hw, telemetry_images, telemetry_topic,
@@ -53,38 +48,6 @@ LIVE_PARAMS = ("crop_mode", "max_rate", "publish_reconstruction", "max_input_pix
                "telemetry_decode")  # applied while running
 THROTTLE_S = 5.0  # at most one log line per cause and call site this often
 INFO_ACK_S = 1.0  # longest wait (in total, per change, off the frame path) for subscribers to acknowledge an info
-
-
-@dataclass(frozen=True)
-class Preset:
-    node_name: str
-    default_bundle: str  # a directory name under the shipped models/
-
-
-PRESETS = {
-    "tinyvae": Preset("tinyvae_encoder", P.DEFAULT_BUNDLES["tinyvae"]),
-    "puzzle": Preset("puzzle_encoder", P.DEFAULT_BUNDLES["puzzle"]),
-}
-
-
-def resolve_bundle(value: str, preset: str) -> Path:
-    """The `bundle` parameter -> a directory: a shipped bundle's name, a bundle directory or a file inside one."""
-    return resolve_bundle_path(value or PRESETS[preset].default_bundle, shipped_model_dirs())
-
-
-@dataclass
-class Camera:
-    image_topic: str          # as given in image_topics
-    input_topic: str          # subscribed: image_topic or image_topic/compressed
-    output_topic: str
-    reconstruction_topic: str
-    publisher: Any = None
-    reconstruction_publisher: Any = None
-    info_publisher: Any = None  # latched <output>/info (ros/info.py)
-    telemetry_publisher: Any = None  # <output>/telemetry (runtime/telemetry.py)
-    subscription: Any = None
-    publisher_watch: Any = None  # Humble only: polls publisher counts (no matched event there; ros/compat.py)
-    publishers_matched: int = 0
 
 
 class EncoderNode(LifecycleNode):
@@ -322,20 +285,13 @@ class EncoderNode(LifecycleNode):
 
     def _frames(self, batch: list[tuple[int, Pending]]) -> tuple[list, list]:
         """Decode every pending message; bad ones are counted and logged (throttled), never encoded."""
-        min_size = decode_min_size(self.bundle, self._live["crop_mode"])
-        decode = partial(frame_from_message, compressed=self._compressed, min_size=min_size,
+        decode = partial(frame_from_message, compressed=self._compressed,
+                         min_size=decode_min_size(self.bundle, self._live["crop_mode"]),
                          max_pixels=self._live["max_input_pixels"])
-        frames, kept = [], []
-        for camera, pending in batch:
-            # one frame's failure (any exception) costs neither this camera's previous frame nor another camera's
-            frame, used, reasons = first_decodable(pending, decode)
-            for reason in reasons:
-                self._bad_frame(camera, reason)
-            if used is not None:
-                if used is not pending:
-                    self.stats.add("dropped", -1)  # counted dropped when superseded; encoded after all
-                frames.append(frame)
-                kept.append((camera, used))
+        frames, kept, bad, superseded = decode_batch(batch, decode)
+        for camera, reason in bad:
+            self._bad_frame(camera, reason)
+        self.stats.add("dropped", -superseded)  # counted dropped when superseded; encoded after all
         return frames, kept
 
     def process(self, batch: list[tuple[int, Pending]]) -> None:
@@ -467,20 +423,7 @@ class EncoderNode(LifecycleNode):
     # --- diagnostics ----------------------------------------------------------------------------------------
 
     def diagnostics_info(self) -> dict[str, str]:
-        info = {"state": "active" if self._active else ("inactive" if self.backend else "unconfigured"),
-                "crop_mode": self._live["crop_mode"], "max_rate": str(self._live["max_rate"]),
-                "input_transport": self._param("input_transport"),
-                "image_topics": " ".join(self.resolve_topic_name(c.input_topic) for c in self.cameras)
-                or " ".join(self._param("image_topics")),
-                "publishers_matched": " ".join(str(c.publishers_matched) for c in self.cameras)}
-        if self.backend is not None:
-            described = self.backend.describe()
-            info.update({"backend": str(described.get("backend")), "device": str(described.get("device")),
-                         "model": self.bundle.name, "architecture": self.bundle.architecture,
-                         "precision": self.bundle.precision, "bundle": str(self.bundle.path)})
-            if "providers" in described:
-                info["providers"] = " ".join(described["providers"])
-        return info
+        return encoder_info(self)
 
     def publish_diagnostics(self) -> None:
         self._supervisor.check(self._active)  # a worker thread that ended anyway: ERROR, counted, restarted

@@ -109,6 +109,21 @@ def encode_prepared(backend, preprocessor: Preprocessor, frames: Sequence[np.nda
     return prepared, outputs
 
 
+def decode_batch(batch: Sequence[tuple[Hashable, Any]], decode) -> tuple[list, list, list, int]:
+    """One pending message per camera -> (frames, kept (camera, pending used), [(camera, reason)] of the frames that
+    did not decode, how many kept ones are an older frame than the newest). One frame's failure costs neither this
+    camera's previous frame nor another camera's (first_decodable)."""
+    frames, kept, bad, superseded = [], [], [], 0
+    for camera, pending in batch:
+        frame, used, reasons = first_decodable(pending, decode)
+        bad.extend((camera, reason) for reason in reasons)
+        if used is not None:
+            superseded += used is not pending
+            frames.append(frame)
+            kept.append((camera, used))
+    return frames, kept, bad, superseded
+
+
 def drop_implausible(outputs: dict[str, np.ndarray], kept: list) -> tuple[dict[str, np.ndarray], list, list]:
     """(outputs, kept) without the rows implausible_rows refuses, and [(kept item, reason)] of the refused ones."""
     bad = implausible_rows(outputs)
@@ -199,5 +214,5 @@ class Pending:
 
 
 __all__ = ["ImageConversionError", "decode_min_size", "frame_from_message", "admission_error", "first_decodable",
-           "encode_frames", "encode_prepared", "output_messages", "implausible_rows", "drop_implausible",
+           "decode_batch", "encode_frames", "encode_prepared", "output_messages", "implausible_rows", "drop_implausible",
            "MAX_ABS_LATENT", "reconstruction_messages", "LatestFrameSlots", "Pending"]

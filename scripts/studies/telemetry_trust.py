@@ -2,7 +2,7 @@
 the encoder node computes it (onnxruntime, mu-path decode) for frames the model was trained on, held-out frames,
 and frames no camera should send (noise, a covered lens, black, white). Writes a markdown table and a JSON file.
 
-    python scripts/telemetry_trust.py --out models/reports/telemetry_trust [--models tinyvae_l64_fp32 tinyvae_l8_fp32]
+    python scripts/studies/telemetry_trust.py --out models/reports/telemetry_trust [--models tinyvae_l64_fp32 tinyvae_l8_fp32]
 
 Needs `make data` (data_cache: the 64 px crops and the source photos of the test split, the vtest bag).
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from sage_ros.atomic import atomic_write_json, atomic_write_text  # noqa: E402
@@ -111,10 +111,10 @@ def main() -> int:
             print(f"{model} {name}: trust {results[model][name]['trust']['median']:.3f}", flush=True)
     descriptions = {name: text for name, (text, _) in cases.items()}
     text = ("Telemetry's trust = clamp(0.5 max(0, 1 - 10 recon_mse) + 0.5 / (1 + kl_per_dim), 0, 1) on the shipped "
-            "bundles (onnxruntime CPU, mu-path decode, crop_mode resize), made by `python scripts/telemetry_trust.py`."
+            "bundles (onnxruntime CPU, mu-path decode, crop_mode resize), made by `python scripts/studies/telemetry_trust.py`."
             "\n\n" + table(results, descriptions))
     atomic_write_text(args.out.with_suffix(".md"), text)
-    atomic_write_json(args.out.with_suffix(".json"), {"command": "python scripts/telemetry_trust.py",
+    atomic_write_json(args.out.with_suffix(".json"), {"command": "python scripts/studies/telemetry_trust.py",
                                                       "frames": descriptions, "results": results})
     print(text)
     return 0

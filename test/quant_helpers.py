@@ -83,3 +83,13 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def untrained_run(directory, latent_dim: int = 8):
+    """A run directory holding a seeded, untrained TinyVAE: enough for CLI paths that never judge quality."""
+    from sage_ros.compression.checkpoints import save_model
+    from sage_ros.models import TinyVAE
+
+    torch.manual_seed(0)
+    save_model(TinyVAE(latent_dim=latent_dim), directory)
+    return directory

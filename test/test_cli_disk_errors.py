@@ -12,17 +12,13 @@ import pytest
 import torch
 
 from bag_helpers import small_tmpfs
+from quant_helpers import untrained_run
 from sage_ros.cli import main
-from sage_ros.compression.checkpoints import save_model
-from sage_ros.models import TinyVAE
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("disk_errors") / "run"
-    save_model(TinyVAE(latent_dim=8), path)
-    return path
+    return untrained_run(tmp_path_factory.mktemp("disk_errors") / "run")
 
 
 def _one_line(err: str, verb: str, *needles: str) -> None:

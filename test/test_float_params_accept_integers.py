@@ -11,11 +11,8 @@ DECODER_FLOAT_PARAMS = [spec for spec in P.DECODER_PARAMS if spec.ros_type is fl
 
 
 @pytest.fixture
-def context():
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    yield context
-    rclpy.try_shutdown(context=context)
+def context(rclpy_context):
+    return rclpy_context
 
 
 def in_range_int(spec) -> int:

@@ -14,12 +14,10 @@ import threading
 from pathlib import Path
 
 import pytest
-import torch
 
 from sage_ros.atomic import atomic_output_dir, output_dir
+from quant_helpers import untrained_run
 from sage_ros.cli import main
-from sage_ros.compression.checkpoints import save_model
-from sage_ros.models import TinyVAE
 from sage_ros.runtime.bundle import load_bundle
 
 REPO = Path(__file__).resolve().parents[1]
@@ -109,10 +107,7 @@ def test_sigterm_cancels_cleanly_and_a_killed_writer_s_leftovers_are_swept(tmp_p
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("atomic_export") / "run"
-    save_model(TinyVAE(latent_dim=8), path)
-    return path
+    return untrained_run(tmp_path_factory.mktemp("atomic_export") / "run")
 
 
 def test_export_into_a_bundle_in_use_keeps_it_whole_when_the_export_fails(run_dir, tmp_path, monkeypatch):

@@ -20,11 +20,8 @@ def bundles(tmp_path_factory):
 
 
 @pytest.fixture
-def context():
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    yield context
-    rclpy.try_shutdown(context=context)
+def context(rclpy_context):
+    return rclpy_context
 
 
 def configured(context, preset, bundle, remaps, **params):

@@ -112,6 +112,14 @@ left_to_main() {  # the test files of test/ that a lane did not run
   echo "${#out[@]} files: ${out[*]}"
 }
 
+run_lane() {  # lane, its python, a note on the main lane, test files: the tests (timed), the shipped-bundle check
+  local lane=$1 py=$2 note=$3 started=$SECONDS
+  run_pytest "$lane" "$py" "${@:4}"
+  RESULT[$lane]="${RESULT[$lane]} ($((SECONDS - started)) s)"
+  compare_shipped "$lane" "$py"
+  say "$lane" "left to the main lane${note:+ $note}: $(left_to_main "${@:4}")"
+}
+
 mkdir -p "$WORK"
 echo "== make test-distros: ROS 2 Jazzy (real), Humble robot pins, Jazzy <-> Kilted DDS =="
 say prep "seeded test bundles and the shipped bundles' reference outputs, from the main venv ($MAIN_PY)"
@@ -130,13 +138,8 @@ else
   JAZZY_PY=.venv-jazzy/bin/python
   say jazzy "real here: $($JAZZY_PY -c "import importlib.metadata as m, platform, numpy, onnxruntime, cv2
 print(f'rclpy {m.version(\"ros-jazzy-rclpy\")} (ros-jazzy-rclpy), Fast DDS {m.version(\"ros-fastrtps\")}, Python {platform.python_version()}, numpy {numpy.__version__}, onnxruntime {onnxruntime.__version__}, OpenCV {cv2.__version__}')")"
-  started=$SECONDS
   # shellcheck disable=SC2086
-  run_pytest jazzy "$JAZZY_PY" $JAZZY_TESTS
-  RESULT[jazzy]="${RESULT[jazzy]} ($((SECONDS - started)) s)"
-  compare_shipped jazzy "$JAZZY_PY"
-  # shellcheck disable=SC2086
-  say jazzy "left to the main lane (Kilted, with torch): $(left_to_main $JAZZY_TESTS)"
+  run_lane jazzy "$JAZZY_PY" "(Kilted, with torch)" $JAZZY_TESTS
 fi
 
 # ---- Humble robot-pins lane --------------------------------------------------------------------------------------
@@ -149,13 +152,8 @@ elif ! lane_venv humble "$python"; then
   RESULT[humble]="FAILED: could not build .venv-humble"; FAILED=1
 else
   HUMBLE_PY=.venv-humble/bin/python
-  started=$SECONDS
   # shellcheck disable=SC2086
-  run_pytest humble "$HUMBLE_PY" $HUMBLE_TESTS
-  RESULT[humble]="${RESULT[humble]} ($((SECONDS - started)) s)"
-  compare_shipped humble "$HUMBLE_PY"
-  # shellcheck disable=SC2086
-  say humble "left to the main lane: $(left_to_main $HUMBLE_TESTS)"
+  run_lane humble "$HUMBLE_PY" "" $HUMBLE_TESTS
 fi
 
 # ---- Cross-distro DDS --------------------------------------------------------------------------------------------

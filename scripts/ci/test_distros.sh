@@ -112,6 +112,23 @@ left_to_main() {  # the test files of test/ that a lane did not run
   echo "${#out[@]} files: ${out[*]}"
 }
 
+# prepare_lane LANE VERSION: LANE_PY = the lane venv's python; a missing interpreter skips the lane (with the reason),
+# a venv that cannot be built fails it
+prepare_lane() {
+  local lane=$1 version=$2 python minor=${2%.*}
+  LANE_PY=""
+  if ! python=$(find_python "$lane" "$version"); then
+    RESULT[$lane]="SKIPPED: no Python $minor interpreter (looked at \$${lane^^}_PYTHON, $PYENV_ROOT/versions/$minor.*, python$minor on PATH)"
+    say "$lane" "${RESULT[$lane]}"
+    return 1
+  fi
+  if ! lane_venv "$lane" "$python"; then
+    RESULT[$lane]="FAILED: could not build .venv-$lane"; FAILED=1
+    return 1
+  fi
+  LANE_PY=.venv-$lane/bin/python
+}
+
 run_lane() {  # lane, its python, a note on the main lane, test files: the tests (timed), the shipped-bundle check
   local lane=$1 py=$2 note=$3 started=$SECONDS
   run_pytest "$lane" "$py" "${@:4}"
@@ -129,13 +146,8 @@ PYTHONPATH=$REPO "$MAIN_PY" $CI/shipped_outputs.py write "$WORK/shipped.npz" || 
 # ---- Jazzy lane --------------------------------------------------------------------------------------------------
 echo; echo "== Jazzy lane: ROS 2 Jazzy rclpy + Fast DDS from PyPI, Python 3.12, constraints-jazzy.txt, no torch =="
 JAZZY_PY=""
-if ! python=$(find_python jazzy 3.12.1); then
-  RESULT[jazzy]="SKIPPED: no Python 3.12 interpreter (looked at \$JAZZY_PYTHON, $PYENV_ROOT/versions/3.12.*, python3.12 on PATH)"
-  say jazzy "${RESULT[jazzy]}"
-elif ! lane_venv jazzy "$python"; then
-  RESULT[jazzy]="FAILED: could not build .venv-jazzy"; FAILED=1
-else
-  JAZZY_PY=.venv-jazzy/bin/python
+if prepare_lane jazzy 3.12.1; then
+  JAZZY_PY=$LANE_PY
   say jazzy "real here: $($JAZZY_PY -c "import importlib.metadata as m, platform, numpy, onnxruntime, cv2
 print(f'rclpy {m.version(\"ros-jazzy-rclpy\")} (ros-jazzy-rclpy), Fast DDS {m.version(\"ros-fastrtps\")}, Python {platform.python_version()}, numpy {numpy.__version__}, onnxruntime {onnxruntime.__version__}, OpenCV {cv2.__version__}')")"
   # shellcheck disable=SC2086
@@ -145,13 +157,8 @@ fi
 # ---- Humble robot-pins lane --------------------------------------------------------------------------------------
 echo; echo "== Humble robot-pins lane: Python 3.10, constraints-humble.txt (numpy 1.26.4, onnxruntime 1.23.2), no torch =="
 say humble "rclpy: SIMULATED, not run here (no Humble rclpy wheels exist): Humble's rclpy API is simulated over Kilted by test/test_ros_humble.py in the main lane"
-if ! python=$(find_python humble 3.10.13); then
-  RESULT[humble]="SKIPPED: no Python 3.10 interpreter (looked at \$HUMBLE_PYTHON, $PYENV_ROOT/versions/3.10.*, python3.10 on PATH)"
-  say humble "${RESULT[humble]}"
-elif ! lane_venv humble "$python"; then
-  RESULT[humble]="FAILED: could not build .venv-humble"; FAILED=1
-else
-  HUMBLE_PY=.venv-humble/bin/python
+if prepare_lane humble 3.10.13; then
+  HUMBLE_PY=$LANE_PY
   # shellcheck disable=SC2086
   run_lane humble "$HUMBLE_PY" "" $HUMBLE_TESTS
 fi

@@ -154,6 +154,12 @@ class TestGraph:
         assert future.done(), f"timed out after {timeout} s waiting for a reply from {client.srv_name}"
         return future.result()
 
+    def __enter__(self) -> "TestGraph":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     def close(self) -> None:
         import rclpy
 
@@ -173,3 +179,16 @@ def header(sec: int, frame_id: str = "camera_optical_frame"):
     h = Header(frame_id=frame_id)
     h.stamp.sec, h.stamp.nanosec = sec, 1000 * sec
     return h
+
+
+def poison_mu(backend, rows, column: int, value: float) -> None:
+    """Make backend.encode write `value` into mu[rows, column] (a broken or overflowing graph, injected)."""
+    real_encode = backend.encode
+
+    def poisoned(batch):
+        out = real_encode(batch)
+        out["mu"] = out["mu"].copy()
+        out["mu"][rows, column] = value
+        return out
+
+    backend.encode = poisoned

@@ -28,11 +28,8 @@ PERIOD_S = 0.05
 
 @pytest.fixture(scope="module")
 def graph():
-    graph = TestGraph("hardening_peer")
-    try:
+    with TestGraph("hardening_peer") as graph:
         yield graph
-    finally:
-        graph.close()
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import pytest
 import rclpy
 from rclpy.parameter import Parameter
 
-from ros_helpers import camera_frames, export_test_bundle, header, wait_for
+from ros_helpers import camera_frames, export_test_bundle, header, poison_mu, wait_for
 from sage_ros.ros.diagnostics import level_and_message
 from sage_ros.ros.encoding import MAX_ABS_LATENT, implausible_rows
 from sage_ros.runtime.image_codec import numpy_to_image
@@ -39,15 +39,7 @@ def test_the_node_counts_and_withholds_them(tiny_bundle, value):
         Parameter("device", value="cpu")])
     try:
         assert node.trigger_configure() == SUCCESS and node.trigger_activate() == SUCCESS
-        real_encode = node.backend.encode
-
-        def broken(batch):
-            out = real_encode(batch)
-            out["mu"] = out["mu"].copy()
-            out["mu"][:, 0] = value
-            return out
-
-        node.backend.encode = broken
+        poison_mu(node.backend, slice(None), 0, value)
         node._on_frame(0, numpy_to_image(camera_frames(1)[0], "rgb8", header=header(7)))
         wait_for(lambda: node.stats._counts["errors"] >= 1, 15, what="the error counted")
         snap = node.stats.snapshot()

@@ -81,11 +81,8 @@ class SimulatedHumbleEncoder(NodeProcess):
 
 @pytest.fixture(scope="module")
 def graph():
-    graph = TestGraph("humble_sim_peer")
-    try:
+    with TestGraph("humble_sim_peer") as graph:
         yield graph
-    finally:
-        graph.close()
 
 
 def latest_matched(diagnostics) -> str | None:

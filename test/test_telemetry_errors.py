@@ -3,7 +3,7 @@ out: telemetry never costs a latent, and never fails silently."""
 import rclpy
 from rclpy.parameter import Parameter
 
-from ros_helpers import camera_frames, header, wait_for
+from ros_helpers import camera_frames, header, poison_mu, wait_for
 from sage_ros.runtime.backends import BackendError
 from sage_ros.runtime.image_codec import numpy_to_image
 
@@ -53,15 +53,7 @@ def test_telemetry_of_a_batch_with_a_refused_latent_keeps_each_frame_its_own_win
         Parameter("image_topics", value=["a/image", "b/image"])])
     try:
         assert node.trigger_configure() == SUCCESS and node.trigger_activate() == SUCCESS
-        real_encode = node.backend.encode
-
-        def first_row_nan(batch):
-            out = real_encode(batch)
-            out["mu"] = out["mu"].copy()
-            out["mu"][0, 0] = np.nan
-            return out
-
-        node.backend.encode = first_row_nan
+        poison_mu(node.backend, 0, 0, np.nan)
         sent = {index: [] for index in range(2)}
         for index, camera in enumerate(node.cameras):
             camera.telemetry_publisher.publish = sent[index].append

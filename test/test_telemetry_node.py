@@ -31,11 +31,8 @@ def frames():
 
 @pytest.fixture(scope="module")
 def graph():
-    graph = TestGraph("telemetry_test_peer")
-    try:
+    with TestGraph("telemetry_test_peer") as graph:
         yield graph
-    finally:
-        graph.close()
 
 
 def start(graph, tmp, executable, bundle, cam, extra=(), compressed=False):

@@ -44,7 +44,7 @@ VARIANTS = {"fp32": ("fp32", {}), "fp16": ("fp16", {}), "int8": ("int8", {}),
 
 
 def _export(model, out: Path, variant: str) -> None:
-    """One bundle through the product's exporters: export_bundle (fp32/fp16) or onnx_quant (int8 QDQ / int4)."""
+    """One bundle through the product's exporters: export_bundle (fp32/fp16), onnx_quant (int8 QDQ) or onnx_int4 (int4)."""
     created_by = "bench/bundles.py (seeded stand-in, untrained)"
     precision, options = VARIANTS[variant]
     if precision in ("fp32", "fp16"):
@@ -59,7 +59,7 @@ def _export(model, out: Path, variant: str) -> None:
         export_int8_bundle(model, out, name=out.name, calibration_images=calibration, created_by=created_by,
                            calibration_source="bundled val split, 32 images", **options)
     else:
-        from sage_ros.compression.onnx_quant import export_int4_bundle
+        from sage_ros.compression.onnx_int4 import export_int4_bundle
 
         export_int4_bundle(model, out, name=out.name, created_by=created_by)
 

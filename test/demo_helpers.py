@@ -37,14 +37,14 @@ def export_untrained_tinyvae(out_dir: Path, precision: str = "fp32") -> Path:
         from sage_ros.compression.export import export_bundle
 
         return export_bundle(model, out_dir, name=name, metrics=metrics, created_by="test/demo_helpers.py")
-    from sage_ros.compression import onnx_quant
+    from sage_ros.compression import onnx_int4, onnx_quant
 
     if precision == "int8":
         from sage_ros.data import load_split
 
         return onnx_quant.export_int8_bundle(model, out_dir, name=name, calibration_images=load_split(64, "val")[:64],
                                              metrics=metrics, created_by="test/demo_helpers.py")
-    return onnx_quant.export_int4_bundle(model, out_dir, name=name, metrics=metrics, created_by="test/demo_helpers.py")
+    return onnx_int4.export_int4_bundle(model, out_dir, name=name, metrics=metrics, created_by="test/demo_helpers.py")
 
 
 def export_untrained_puzzle(out_dir: Path) -> Path:

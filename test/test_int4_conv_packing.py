@@ -8,7 +8,7 @@ from torch import nn
 from quant_helpers import one_torch_thread  # noqa: F401  (autouse fixture)
 from quant_helpers import smooth_images, trained_model
 from sage_ros.compression import export as fp_export
-from sage_ros.compression.onnx_quant import int8_conv_rewrite
+from sage_ros.compression.onnx_int4 import int8_conv_rewrite
 from sage_ros.compression.quantize import Int4Config, quantize_
 
 

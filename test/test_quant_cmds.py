@@ -203,7 +203,8 @@ def test_int8_and_int4_bundles_for_the_other_architectures(arch, tmp_path):
     """BatchNorm models and the VQ model: graphs load through the runtime, the VQ codebook search stays
     float in the QDQ graph, and quality is measured against the float model."""
     from quant_helpers import smooth_images
-    from sage_ros.compression.onnx_quant import export_int4_bundle, export_int8_bundle
+    from sage_ros.compression.onnx_int4 import export_int4_bundle
+    from sage_ros.compression.onnx_quant import export_int8_bundle
 
     model = trained_model(arch, 8, steps=10)
     size = model.image_size

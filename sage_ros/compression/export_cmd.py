@@ -7,7 +7,7 @@
 fp32 / fp16: sage_ros.compression.export.export_bundle. int8: static QDQ (onnxruntime quantize_static,
 per-channel, symmetric) calibrated on --calibration-split (val by default, never the test split).
 int4: INT4 weights in the graph for the Linear layers (opset-21 blocked DequantizeLinear -> MatMul), convolutions
-storage-only (see onnx_quant.py).
+storage-only (see onnx_int4.py).
 
 After writing, the bundle is verified (the RUNTIME engineer's check, kept): fp32/fp16 are loaded back through
 sage_ros.runtime and onnxruntime is compared with the torch reference on real photographs within
@@ -107,7 +107,7 @@ def verify_quantized(bundle_dir: Path, float_model) -> dict:
     from sage_ros.runtime.bundle import load_bundle
 
     from .evaluate import evaluate_pair
-    from .onnx_quant import torch_int4_model
+    from .onnx_int4 import torch_int4_model
 
     bundle = load_bundle(bundle_dir)  # checksums + graph io, as the robot will load it
     size = bundle.input_size[0]
@@ -127,7 +127,8 @@ def verify_quantized(bundle_dir: Path, float_model) -> dict:
 
 def export_any(model, out: Path, args) -> Path:
     from . import export as fp_export
-    from .onnx_quant import export_int4_bundle, export_int8_bundle
+    from .onnx_int4 import export_int4_bundle
+    from .onnx_quant import export_int8_bundle
     from .quantize import Int4Config
 
     name = args.name or out.name

@@ -31,7 +31,7 @@ from torch import nn
 from sage_ros.atomic import atomic_path
 
 from . import export as fp_export
-from .onnx_quant import OnnxQuantError
+from .onnx_quant import OnnxQuantError, write_quantized_bundle
 from .quantize import Int4Config, pack_int4, quantize_, save_quantized, unpack_int4
 
 INT4_OPSET = 21
@@ -45,6 +45,17 @@ def _int4_matmul_weights(module: nn.Linear) -> tuple[np.ndarray, np.ndarray]:
     q = unpack_int4(stored["q"])[:, :k].numpy()           # [N, K] (row = output channel)
     scale = stored["scale"].float().numpy()               # [N, G] fp16 values, widened
     return np.ascontiguousarray(q.T), np.ascontiguousarray(scale.T)
+
+
+def _insert_and_save(model, new_nodes: list, onnx_path: Path) -> None:
+    """Put the DequantizeLinear nodes first (their outputs keep the old initializers' names), check, save atomically."""
+    import onnx
+
+    for node in reversed(new_nodes):
+        model.graph.node.insert(0, node)
+    onnx.checker.check_model(model)
+    with atomic_path(onnx_path, suffix=".onnx") as tmp:
+        onnx.save(model, str(tmp))
 
 
 def int4_rewrite(onnx_path: Path, linears: dict[str, nn.Linear], group_size: int) -> dict:
@@ -83,11 +94,7 @@ def int4_rewrite(onnx_path: Path, linears: dict[str, nn.Linear], group_size: int
                                           name=f"{name}_dq_int4", axis=0, block_size=group_size))
         done[name] = {"shape_KN": list(q.shape), "int4_bytes": len(q_init.raw_data),
                       "scale_bytes": scale.size * 4, "fp32_bytes": q.size * 4}
-    for node in reversed(new_nodes):
-        graph.node.insert(0, node)
-    onnx.checker.check_model(model)
-    with atomic_path(onnx_path, suffix=".onnx") as tmp:
-        onnx.save(model, str(tmp))
+    _insert_and_save(model, new_nodes, onnx_path)
     return done
 
 
@@ -131,11 +138,7 @@ def int8_conv_rewrite(onnx_path: Path, convs: dict[str, nn.Module]) -> dict:
                                           name=f"{name}_dq_int8", axis=axis))
         done[name] = {"shape": list(q.shape), "int8_bytes": int(q.size), "scale_bytes": int(scale.size * 4),
                       "fp32_bytes": int(q.size * 4)}
-    for node in reversed(new_nodes):
-        graph.node.insert(0, node)
-    onnx.checker.check_model(model)
-    with atomic_path(onnx_path, suffix=".onnx") as tmp:
-        onnx.save(model, str(tmp))
+    _insert_and_save(model, new_nodes, onnx_path)
     return done
 
 
@@ -193,7 +196,6 @@ def export_int4_bundle(model: nn.Module, out_dir, *, name: str, config: Int4Conf
     `calibration` (float NCHW in the model's range) is needed for config.rounding == "gptq"."""
     config = config or Int4Config()
     out_dir = Path(out_dir)
-    architecture = fp_export.architecture_of(model)
     float_model = copy.deepcopy(model).eval().float()
     qmodel = quantize_(copy.deepcopy(float_model), config, calibration=calibration)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -245,12 +247,8 @@ def export_int4_bundle(model: nn.Module, out_dir, *, name: str, config: Int4Conf
             "storage_file_bytes": (out_dir / INT4_STORAGE_FILE).stat().st_size,
         },
     }
-    if architecture == "VisionPuzzleVAE":
-        extra["num_codes"] = int(model.num_codes)
-    fp_export.write_bundle(out_dir, name=name, architecture=architecture, precision="int4",
-                           input_spec=fp_export.input_spec_of(model), latent_shape=fp_export.latent_shape_of(model),
-                           metrics=metrics, created_by=created_by, extra=extra)
-    return out_dir
+    return write_quantized_bundle(model, out_dir, name=name, precision="int4", metrics=metrics,
+                                  created_by=created_by, extra=extra)
 
 
 def read_quantization(bundle_dir) -> dict:

@@ -353,9 +353,16 @@ def export_int8_bundle(model: nn.Module, out_dir, *, name: str, calibration_imag
             "onnx_ratio_vs_fp32": sum(fp32_bytes.values()) / sum(onnx_bytes.values()),
         },
     }
-    if architecture == "VisionPuzzleVAE":
+    return write_quantized_bundle(model, out_dir, name=name, precision="int8", metrics=metrics,
+                                  created_by=created_by, extra=extra)
+
+
+def write_quantized_bundle(model: nn.Module, out_dir: Path, *, name: str, precision: str, metrics, created_by: str,
+                           extra: dict) -> Path:
+    """bundle.json of an INT8 or INT4 export (the puzzle's codebook size added to `extra`), hashing every file."""
+    if fp_export.architecture_of(model) == "VisionPuzzleVAE":
         extra["num_codes"] = int(model.num_codes)
-    fp_export.write_bundle(out_dir, name=name, architecture=architecture, precision="int8",
+    fp_export.write_bundle(out_dir, name=name, architecture=fp_export.architecture_of(model), precision=precision,
                            input_spec=fp_export.input_spec_of(model), latent_shape=fp_export.latent_shape_of(model),
                            metrics=metrics, created_by=created_by, extra=extra)
     return out_dir

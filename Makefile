@@ -24,7 +24,7 @@ $(STAMP): requirements.txt constraints.txt setup.py
 # Bundled real data: photographs and clips shipped in Debian/PyPI packages + a real-camera rosbag (cached; 1-2 min fresh).
 data: $(DATA_STAMP)
 
-$(DATA_STAMP): $(STAMP)
+$(DATA_STAMP): $(STAMP) sage_ros/data/sources.py  # a new source list re-runs the (stage-cached) fetch
 	@t0=$$(date +%s); echo "== data: building data_cache/ (the first time only; cached after)"; \
 	$(PY) -m sage_ros.data.fetch --out data_cache && echo "== data [$$(( $$(date +%s) - t0 )) s] done"
 

@@ -53,7 +53,7 @@ def test_the_shipped_names_resolve_in_the_shipped_model_dirs():
 
 
 def test_the_encoder_node_and_the_cli_use_the_same_resolver(monkeypatch, shipped):
-    from sage_ros.ros import encoder_node
+    from sage_ros.ros import cameras as encoder_node  # the node resolves its `bundle` parameter there
     from sage_ros.usage import bundle_dir
 
     monkeypatch.setattr(encoder_node, "shipped_model_dirs", lambda: [shipped])

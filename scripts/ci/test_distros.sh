@@ -22,10 +22,10 @@ MAIN_PY=${MAIN_PY:-.venv/bin/python}
 PYENV_ROOT=${PYENV_ROOT:-$HOME/.pyenv}
 WORK=.distros
 JAZZY_TESTS="test_ros_node.py test_ros_units.py test_latent_decoder_dds.py test_compression_node_dds.py
-  test_hardening_dds.py test_bag_play.py test_bag_record.py test_bag_crash.py test_replay_dds.py test_param_files.py
+  test_encoder_fuzz_dds.py test_bag_play.py test_bag_record.py test_bag_crash.py test_replay_dds.py test_param_files.py
   test_subscriber_example.py test_bag_common.py"
 HUMBLE_TESTS="test_runtime_bundle.py test_runtime_preprocess.py test_runtime_backends.py test_consumer.py
-  test_runtime_image_codec.py test_hardening_codec.py"
+  test_runtime_image_codec.py test_image_codec_robustness.py"
 declare -A RESULT
 FAILED=0
 T0=$SECONDS

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from .fingerprint import from_words, to_words
 from .image_codec import ImageConversionError, image_to_numpy, numpy_to_image
 from .latent_info import IDENTITY_MAGIC, identity_rows
 
@@ -27,11 +28,11 @@ MAX_ABS_LATENT = 1.0e6
 
 def identity_block(fingerprint: str, kind: str, width: int) -> np.ndarray:
     """The identity rows for a message of `width` columns: float32 (latent) or uint8 (puzzle)."""
-    value = int(fingerprint, 16)
     if kind == "puzzle":
-        cells = np.array([IDENTITY_MAGIC >> 8, IDENTITY_MAGIC & 0xFF, *value.to_bytes(6, "big")], np.uint8)
+        cells = np.array([IDENTITY_MAGIC >> 8, IDENTITY_MAGIC & 0xFF, *int(fingerprint, 16).to_bytes(6, "big")],
+                         np.uint8)
     else:
-        cells = np.array([IDENTITY_MAGIC, value >> 32 & 0xFFFF, value >> 16 & 0xFFFF, value & 0xFFFF], np.float32)
+        cells = np.array([IDENTITY_MAGIC, *to_words(fingerprint)], np.float32)
     rows = identity_rows(kind, width)
     block = np.zeros(rows * width, cells.dtype)
     block[:cells.size] = cells
@@ -44,20 +45,18 @@ def read_identity(block: np.ndarray, kind: str) -> str | None:
     if kind == "puzzle":
         if flat.size < 8 or flat.dtype != np.uint8 or flat[0] != IDENTITY_MAGIC >> 8 or flat[1] != IDENTITY_MAGIC & 0xFF:
             return None
-        words = [int(b) for b in flat[2:8]]
-        value = int.from_bytes(bytes(words), "big")
+        fingerprint = f"{int.from_bytes(bytes(int(b) for b in flat[2:8]), 'big'):012x}"
         rest = flat[8:]
     else:
         if flat.size < 4 or flat[0] != IDENTITY_MAGIC:
             return None
-        words = flat[1:4]
-        if not all(np.isfinite(w) and w == int(w) and 0 <= w <= 0xFFFF for w in words):
+        fingerprint = from_words(flat[1:4])
+        if fingerprint is None:
             return None
-        value = int(words[0]) << 32 | int(words[1]) << 16 | int(words[2])
         rest = flat[4:]
     if np.any(rest != 0):
         return None
-    return f"{value:012x}"
+    return fingerprint
 
 
 def split_identity(array: np.ndarray, kind: str) -> tuple[np.ndarray, str | None]:

@@ -38,6 +38,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .fingerprint import from_words, to_words
+
 TELEMETRY_SUFFIX = "/telemetry"
 TELEMETRY_ENCODING = "32FC1"
 TELEMETRY_LAYOUT = ("sensor_msgs/Image 32FC1, height 1, width len(fields), little endian: value i is fields[i] in "
@@ -262,16 +264,12 @@ def telemetry_from_message(msg: Any, info: Any) -> dict[str, float]:
 
 def fingerprint_fields(fingerprint: str) -> dict[str, float]:
     """12 hex digits -> the three 16-bit words telemetry carries (high first)."""
-    value = int(fingerprint, 16)
-    return {name: float((value >> shift) & 0xFFFF) for name, shift in zip(FINGERPRINT_FIELDS, (32, 16, 0))}
+    return {name: float(word) for name, word in zip(FINGERPRINT_FIELDS, to_words(fingerprint))}
 
 
 def telemetry_fingerprint(values: dict[str, float]) -> str | None:
     """The model fingerprint (12 hex digits) a telemetry record carries, None when it carries none."""
-    words = [values.get(name) for name in FINGERPRINT_FIELDS]
-    if any(word is None or not math.isfinite(word) or not 0 <= word <= 0xFFFF or word != int(word) for word in words):
-        return None
-    return "".join(f"{int(word):04x}" for word in words)
+    return from_words(values.get(name) for name in FINGERPRINT_FIELDS)
 
 
 def telemetry_images(rows: Sequence[dict[str, float]], fields: Sequence[tuple[str, str]], headers: Sequence[Any],

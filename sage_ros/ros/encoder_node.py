@@ -309,14 +309,12 @@ class EncoderNode(LifecycleNode):
             self.get_logger().error(f"inference failed: {err}", throttle_duration_sec=THROTTLE_S)
             return
         inference_s = time.perf_counter() - started
-        kept_before = kept
-        outputs, kept, refused = drop_implausible(outputs, kept)
-        for (camera, _), reason in refused:  # counted as errors, never published as valid latents
-            self.stats.error(f"encoder output on {self.cameras[camera].input_topic}: {reason}")
+        outputs, rows, refused = drop_implausible(outputs)
+        for row, reason in refused.items():  # counted as errors, never published as valid latents
+            self.stats.error(f"encoder output on {self.cameras[kept[row][0]].input_topic}: {reason}")
             self.get_logger().error(f"not publishing: {reason}", throttle_duration_sec=THROTTLE_S)
         if refused:  # telemetry reads the same rows as the latents
-            rows = [row for row, item in enumerate(kept_before) if any(item is k for k in kept)]
-            frames, prepared = [frames[row] for row in rows], prepared.subset(rows)
+            kept, frames, prepared = [kept[r] for r in rows], [frames[r] for r in rows], prepared.subset(rows)
         if not kept:
             return
         headers = [pending.msg.header for _, pending in kept]

@@ -124,14 +124,11 @@ def decode_batch(batch: Sequence[tuple[Hashable, Any]], decode) -> tuple[list, l
     return frames, kept, bad, superseded
 
 
-def drop_implausible(outputs: dict[str, np.ndarray], kept: list) -> tuple[dict[str, np.ndarray], list, list]:
-    """(outputs, kept) without the rows implausible_rows refuses, and [(kept item, reason)] of the refused ones."""
+def drop_implausible(outputs: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], list[int], dict[int, str]]:
+    """(outputs without the rows implausible_rows refuses, the batch rows kept, {refused row: reason})."""
     bad = implausible_rows(outputs)
-    if not bad:
-        return outputs, kept, []
-    rows = [row for row in range(len(kept)) if row not in bad]
-    return ({key: value[rows] for key, value in outputs.items()}, [kept[row] for row in rows],
-            [(kept[row], reason) for row, reason in bad.items()])
+    rows = [row for row in range(len(next(iter(outputs.values())))) if row not in bad]  # every entry: N rows
+    return ({key: value[rows] for key, value in outputs.items()} if bad else outputs), rows, bad
 
 
 def output_messages(outputs: dict[str, np.ndarray], headers: Sequence[Any]) -> list[Any]:

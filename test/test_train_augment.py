@@ -245,3 +245,30 @@ def test_weight_ema_warms_up_instead_of_remembering_the_initial_weights():
     weight = ema.module[0].weight
     assert float(weight.min()) > 0.8, "the EMA still holds the initial weights"
     assert ema.module[1].num_batches_tracked.dtype == torch.int64
+
+
+def test_sigma_image_gives_each_image_its_own_variance_and_favours_smooth_images():
+    torch.manual_seed(0)
+    x = torch.rand(3, 3, 8, 8)
+    y = x.clone()
+    y[0] += 0.3 * torch.randn(3, 8, 8)   # a badly reconstructed (textured) image
+    y[1] += 0.01 * torch.randn(3, 8, 8)  # a nearly right (smooth) one
+    y[2] += 0.1 * torch.randn(3, 8, 8)
+    d = x[0].numel()
+    per_image_mse = ((x - y) ** 2).flatten(1).mean(1)
+    # the Gaussian NLL with sigma_i^2 = MSE_i, summed over pixels and averaged over the batch
+    direct = torch.stack([(((x[i] - y[i]) ** 2) / (2 * per_image_mse[i]) + 0.5 * torch.log(per_image_mse[i])).sum()
+                          for i in range(3)]).mean()
+    assert sigma_vae_nll(y, x, per_image=True).item() == pytest.approx(direct.item(), rel=1e-5)
+    loss, _ = gaussian_vae_loss((y, torch.zeros(3, 2), torch.zeros(3, 2)), x, 1.0, "sigma_image")
+    assert loss.item() == pytest.approx(direct.item(), rel=1e-5)
+    # the gradient per unit of error is 1 / MSE_i: the nearly right image pulls hardest, unlike a batch-wide sigma
+    y.requires_grad_(True)
+    sigma_vae_nll(y, x, per_image=True).backward()
+    pull = (y.grad.flatten(1).norm(dim=1) / (y - x).detach().flatten(1).norm(dim=1))
+    assert pull[1] > 50 * pull[0]
+    y.grad = None
+    sigma_vae_nll(y, x).backward()
+    batch_pull = (y.grad.flatten(1).norm(dim=1) / (y - x).detach().flatten(1).norm(dim=1))
+    assert batch_pull[1] == pytest.approx(batch_pull[0].item(), rel=1e-4)
+    assert TrainConfig(recon="sigma_image").recon == "sigma_image"

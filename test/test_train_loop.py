@@ -123,3 +123,48 @@ def test_ddp_two_cpu_processes(tmp_path):
     assert report["world_size"] == 2 and report["steps"] == 6 and report["batch_size"] == 8
     assert load_checkpoint(tmp_path / "checkpoint.pt")["signature"]["world"] == 2
     load_model(tmp_path)  # rank 0 wrote a complete model
+
+
+def test_init_from_starts_a_new_run_from_trained_weights_and_refuses_others(tmp_path):
+    from safetensors.torch import save_file
+
+    from sage_ros.compression.checkpoints import init_weights_from, save_model
+
+    torch.manual_seed(1)
+    trained = TinyVAE32(8)
+    save_model(trained, tmp_path / "run")
+    bundle = tmp_path / "bundle"  # an fp32 bundle: bundle.json + model.safetensors, no model.json
+    bundle.mkdir()
+    save_file({k: v.contiguous() for k, v in trained.state_dict().items()}, str(bundle / "model.safetensors"))
+    (bundle / "bundle.json").write_text(json.dumps({"architecture": "TinyVAE32"}))
+    for source in (tmp_path / "run", bundle):
+        torch.manual_seed(2)
+        fresh = TinyVAE32(8)
+        assert not torch.equal(fresh.fc_mu.weight, trained.fc_mu.weight)
+        init_weights_from(fresh, source)
+        assert all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), trained.state_dict().values()))
+    with pytest.raises(CheckpointError, match="latent_dim 16"):
+        init_weights_from(TinyVAE32(16), bundle)
+    with pytest.raises(CheckpointError, match="cannot start a VisionPuzzleVAE"):
+        init_weights_from(VisionPuzzleVAE(8), bundle)
+    # a training run with init_from starts there: after 0 optimiser steps' worth of change (lr tiny), the weights
+    # are the trained ones, not a fresh initialisation
+    images = synthetic_images(64, 32)
+    torch.manual_seed(3)
+    tuned = train(TinyVAE32(8), TrainConfig(steps=1, batch_size=8, lr=1e-9, progress_bar=False,
+                                            init_from=str(tmp_path / "run")), tmp_path / "tuned",
+                  train_images=images, test_images=images[:8])
+    assert torch.allclose(tuned.fc_mu.weight, trained.fc_mu.weight, atol=1e-6)
+    assert json.loads((tmp_path / "tuned" / "report.json").read_text())["config"]["init_from"] == str(tmp_path / "run")
+
+
+def test_cli_refuses_init_from_weights_of_another_model(tmp_path):
+    from sage_ros.compression.checkpoints import save_model
+
+    save_model(TinyVAE32(8), tmp_path / "run")
+    proc = _cli(["train", "--arch", "TinyVAE", "--latent-dim", "8", "--init-from", str(tmp_path / "run"),
+                 "--data", "synthetic", "--steps", "1", "--run-dir", str(tmp_path / "out")])
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2
+    assert "--init-from" in err.decode() and "cannot start a TinyVAE run" in err.decode()
+    assert not (tmp_path / "out" / "checkpoint.pt").exists()

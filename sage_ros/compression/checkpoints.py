@@ -65,6 +65,34 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> torch.nn
     return model.to(device).eval()
 
 
+def init_weights_from(model: torch.nn.Module, path: str | Path) -> Path:
+    """Load the trained weights at `path` (a run directory with model.json, or an fp32 bundle directory with
+    bundle.json and model.safetensors) into `model`, which must be the same architecture and latent size: the start
+    of a fine-tuning run (`sage-ros train --init-from`). Returns the weights file; CheckpointError otherwise."""
+    path = Path(path)
+    bundle_json = path / "bundle.json"
+    if path.is_dir() and bundle_json.is_file() and not (path / META_FILE).is_file():
+        weights = path / MODEL_FILE
+        try:
+            architecture = json.loads(bundle_json.read_text())["architecture"]
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise CheckpointError(f"{bundle_json}: no architecture ({exc})") from None
+        if not weights.is_file():
+            raise CheckpointError(f"{path}: no {MODEL_FILE} (only fp32 bundles carry trainable weights)")
+    else:
+        weights, meta = _resolve(path)
+        architecture = meta.get("architecture")
+    if architecture != architecture_of(model):
+        raise CheckpointError(f"{weights}: {architecture} weights cannot start a {architecture_of(model)} run")
+    try:
+        model.load_state_dict(load_file(str(weights)), strict=True)
+    except RuntimeError as exc:  # shape mismatch (another latent size) or missing / unexpected tensors
+        lines = [line.strip() for line in str(exc).splitlines()[1:] if line.strip()] or [str(exc)]
+        raise CheckpointError(f"{weights}: weights do not fit this {architecture_of(model)} "
+                              f"(latent_dim {model.latent_dim}): {lines[0]}") from None
+    return weights
+
+
 def read_meta(path: str | Path) -> dict:
     return _resolve(Path(path))[1]
 

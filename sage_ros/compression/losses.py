@@ -7,7 +7,8 @@ first_batch), or None, runs once before the first step of a new run (not on resu
   posterior from collapsing before the decoder learns anything). `recon="sum"` (default) sums squared error over
   pixels and averages over the batch: with beta=1 this is the negative ELBO of a unit-variance Gaussian decoder.
   `recon="mean"` averages over pixels too; it divides the reconstruction term by C*H*W, so the same beta weighs
-  the KL C*H*W times more. `recon="sigma"`: sigma_vae_nll. TinyVAELinSkip's linear path starts as a PCA of
+  the KL C*H*W times more. `recon="sigma"`: sigma_vae_nll; `recon="sigma_image"`: the same with one sigma per
+  image (mean per-image log MSE, i.e. the mean per-image PSNR the evaluation reports). TinyVAELinSkip's linear path starts as a PCA of
   training images.
 - VisionPuzzleVAE: mean MSE in its [-1, 1] range + vq_loss (codebook + vq_beta * commitment); its codebook starts
   from encoder outputs of the first batch (k-means-style init) so that the 10 codes are not dead.
@@ -36,20 +37,30 @@ def gaussian_vae_loss(outputs, x: torch.Tensor, beta_t: float, recon: str = "sum
         rec = F.mse_loss(recon_x, x, reduction="sum") / x.shape[0]
     elif recon == "sigma":
         rec = sigma_vae_nll(recon_x, x)
+    elif recon == "sigma_image":
+        rec = sigma_vae_nll(recon_x, x, per_image=True)
     else:
         rec = F.mse_loss(recon_x, x)
     kl = kl_divergence(mu, logvar)
     return rec + beta_t * kl, {"rec": rec.detach(), "kl": kl.detach()}
 
 
-def sigma_vae_nll(recon_x: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+def sigma_vae_nll(recon_x: torch.Tensor, x: torch.Tensor, per_image: bool = False) -> torch.Tensor:
     """Gaussian NLL per image (nats, constant dropped) with the decoder variance set analytically to the batch MSE.
 
     sigma-VAE (Rybkin et al., 2021, "optimal sigma"): sigma^2 = mean squared error of the batch; then
     sum_pixels [(x - y)^2 / (2 sigma^2) + log sigma] = D/2 + D/2 log(MSE). With beta = 1 this is a calibrated
     negative ELBO, so the KL term (and log sigma^2 of the latent) keeps its meaning instead of being tuned away.
+
+    per_image=True gives each image its own sigma^2 = that image's MSE, so the term is D/2 (1 + mean_i log MSE_i):
+    the mean per-image PSNR the evaluation reports, up to sign and scale. Why it matters: a batch-wide squared
+    error is dominated by textured crops, and a model trained on it leaves smooth frames (sky, walls, bokeh) at a
+    few dB below PCA, which gets those nearly right; log MSE_i weighs each image's error by 1 / MSE_i.
     """
     pixels = x[0].numel()
+    if per_image:
+        mse = (recon_x - x).pow(2).flatten(1).mean(1).clamp_min(SIGMA_FLOOR ** 2)
+        return 0.5 * pixels * (1.0 + torch.log(mse)).mean()
     mse = F.mse_loss(recon_x, x).clamp_min(SIGMA_FLOOR ** 2)
     return 0.5 * pixels * (1.0 + torch.log(mse))
 

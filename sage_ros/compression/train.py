@@ -33,7 +33,7 @@ from torch import nn
 from sage_ros.atomic import atomic_write_json
 
 from .batches import curve_images, data_provenance, make_batches, training_stream
-from .checkpoints import CHECKPOINT_FILE, resume_training, save_training_checkpoint
+from .checkpoints import CHECKPOINT_FILE, init_weights_from, resume_training, save_training_checkpoint
 from .datasets import load_images
 from .distributed import Cancelled, barrier, distributed_context, eval_device
 from .held_out import evaluate_reconstruction, held_out_curve
@@ -108,10 +108,13 @@ def fit(module: nn.Module, loss_fn: Callable, images_uint8, cfg: TrainConfig, ru
     ema = make_ema(module, cfg.ema)
     step, elapsed_before, points = resume_training(run_dir / CHECKPOINT_FILE, module, optimizer, scheduler,
                                                    signature, device, cfg.seed, rank, ema)
-    if step == 0 and on_fresh_start is not None:
+    if step == 0 and cfg.init_from:  # fine-tuning: trained weights replace the data-driven initialisation
+        init_weights_from(module, cfg.init_from)
+        module.to(device)
+    elif step == 0 and on_fresh_start is not None:
         on_fresh_start(module, batches.get(0))
-        if ema is not None:
-            ema.module.load_state_dict(module.state_dict())
+    if step == 0 and ema is not None:
+        ema.module.load_state_dict(module.state_dict())
     model_call = module
     if world > 1:
         model_call = nn.parallel.DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda"

@@ -11,10 +11,11 @@ import dataclasses
 from pathlib import Path
 
 from sage_ros.models import ARCHITECTURES
-from sage_ros.usage import (UsageError, new_output, non_negative_float, non_negative_int, positive_float,
-                            positive_int, renamed)
+from sage_ros.usage import (UsageError, existing_dir, new_output, non_negative_float, non_negative_int,
+                            positive_float, positive_int, renamed)
 
 from .datasets import SOURCES
+from .train_config import RECON_MODES
 
 
 def add_budget_arguments(parser: argparse.ArgumentParser, defaults=None) -> None:
@@ -46,9 +47,10 @@ def add_budget_arguments(parser: argparse.ArgumentParser, defaults=None) -> None
     g.add_argument("--beta", type=non_negative_float, default=d.beta, help="KL weight (default: %(default)s)")
     g.add_argument("--kl-warmup", type=non_negative_float, default=d.kl_warmup,
                    help="fraction of steps for the KL ramp")
-    g.add_argument("--recon", choices=("sum", "mean", "sigma"), default=d.recon,
-                   help="reconstruction term: sum | mean of squared error, or sigma (sigma-VAE: Gaussian NLL with "
-                        "the decoder variance set to the batch MSE; use with --beta 1) (default: %(default)s)")
+    g.add_argument("--recon", choices=RECON_MODES, default=d.recon,
+                   help="reconstruction term: sum | mean of squared error, sigma (sigma-VAE: Gaussian NLL with "
+                        "the decoder variance set to the batch MSE; use with --beta 1) or sigma_image (one variance "
+                        "per image: the mean per-image log MSE, i.e. mean PSNR) (default: %(default)s)")
     g.add_argument("--vq-beta", type=non_negative_float, default=d.vq_beta, help="VQ commitment weight")
     g.add_argument("--vq-ema", type=non_negative_float, default=d.vq_ema,
                    help="VQ codebook EMA decay (0: codebook by gradient; default: %(default)s)")
@@ -59,6 +61,9 @@ def add_budget_arguments(parser: argparse.ArgumentParser, defaults=None) -> None
     g.add_argument("--vq-soft", type=non_negative_float, default=d.vq_soft,
                    help="straight-through softmax code gradients at this relative temperature (0: plain STE)")
     g = parser.add_argument_group("run")
+    g.add_argument("--init-from", type=existing_dir, default=d.init_from, metavar="DIR",
+                   help="fine-tune: start from the trained weights of a run directory or fp32 bundle of the same "
+                        "architecture and latent size (ignored when the run directory resumes)")
     g.add_argument("--seed", type=int, default=d.seed)
     g.add_argument("--device", default=d.device, help="cpu | cuda | cuda:N (default: %(default)s)")
     g.add_argument("--checkpoint-every", type=positive_int, default=d.checkpoint_every,
@@ -113,6 +118,12 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UsageError(f"argument --latent-dim: {exc}") from None
     run_dir = args.run_dir or Path("runs") / f"{args.arch}-L{model.latent_dim}"
+    if args.init_from is not None:  # refuse weights of another model before any work (train() loads them again)
+        from .checkpoints import CheckpointError, init_weights_from
+        try:
+            init_weights_from(model, args.init_from)
+        except CheckpointError as exc:
+            raise UsageError(f"argument --init-from: {exc}") from None
     try:
         train(model, config_from_args(args), run_dir)
     finally:

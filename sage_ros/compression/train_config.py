@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 
-RECON_MODES = ("sum", "mean", "sigma")
+RECON_MODES = ("sum", "mean", "sigma", "sigma_image")
 
 
 @dataclasses.dataclass
@@ -28,7 +28,7 @@ class TrainConfig:
     # loss
     beta: float = 0.001             # KL weight (Gaussian VAEs); models/reports/tinyvae/objective_sweep.md
     kl_warmup: float = 0.2          # fraction of the steps over which beta ramps up from 0
-    recon: str = "sum"              # "sum" | "mean" | "sigma" (see losses.py)
+    recon: str = "sum"              # "sum" | "mean" | "sigma" | "sigma_image" (see losses.py)
     vq_beta: float = 0.25           # commitment weight (VisionPuzzleVAE)
     vq_ema: float = 0.99            # VQ codebook as EMA k-means with this decay (0: by gradient): behind at 300
                                     # steps, best at the end of a schedule (models/reports/puzzle/README.md)
@@ -42,6 +42,7 @@ class TrainConfig:
     ema: float = 0.0                # decay of an exponential moving average of the weights (0: off)
     threads: int = 0                # torch intra-op threads (0: torch's default)
     # run
+    init_from: str | None = None    # fine-tune: start a new run from these trained weights (run or fp32 bundle dir)
     seed: int = 0
     device: str = "cpu"
     checkpoint_every: int = 200
@@ -49,6 +50,8 @@ class TrainConfig:
     progress_bar: bool = True
 
     def __post_init__(self):
+        if self.init_from is not None:
+            self.init_from = str(self.init_from)  # a Path from argparse; the config is written as JSON
         if self.recon not in RECON_MODES:
             raise ValueError(f"recon must be one of {RECON_MODES}, got {self.recon!r}")
         if not 0.0 <= self.ema < 1.0:

@@ -133,7 +133,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models-dir", type=Path, default=REPO / "models")
     parser.add_argument("--bundle", action="append", default=[],
-                        help="LABEL=DIR: measure DIR with LABEL's baseline (LABEL a key of BASELINES); repeatable. "
+                        help="LABEL=DIR: measure DIR (a bundle or a training run) with LABEL's baseline (LABEL a key of "
+                             "BASELINES); repeatable. "
                              "Default: every shipped bundle in BASELINES")
     parser.add_argument("--no-pairs", action="store_true", help="skip the INT8-vs-fp32 comparisons")
     parser.add_argument("--family", default=None, help="held-out family (default: the one make data held out)")
@@ -153,7 +154,11 @@ def main(argv=None) -> int:
     if args.bundle:
         for spec in args.bundle:
             label, _, path = spec.partition("=")
-            models[label] = (Path(path), BASELINES[label.split("@")[0]])
+            source = Path(path)
+            if (source / "model.json").is_file():  # a training run directory: its torch weights, no export needed
+                from sage_ros.compression.checkpoints import load_model
+                source = load_model(source)
+            models[label] = (source, BASELINES[label.split("@")[0]])
     else:
         models = {name: (args.models_dir / name, baseline) for name, baseline in BASELINES.items()
                   if (args.models_dir / name).is_dir()}

@@ -272,3 +272,24 @@ def test_sigma_image_gives_each_image_its_own_variance_and_favours_smooth_images
     batch_pull = (y.grad.flatten(1).norm(dim=1) / (y - x).detach().flatten(1).norm(dim=1))
     assert batch_pull[1] == pytest.approx(batch_pull[0].item(), rel=1e-4)
     assert TrainConfig(recon="sigma_image").recon == "sigma_image"
+
+
+def test_tinyvae32_linskip_keeps_tinyvae32s_interface_and_starts_at_pca_of_the_full_32px_image():
+    from sage_ros.compression.metrics import psnr_per_image
+    from sage_ros.models import TinyVAE32, TinyVAE32LinSkip
+    torch.manual_seed(0)
+    images = torch.from_numpy(synthetic_images(400, 32)).permute(0, 3, 1, 2).float() / 255
+    base, model = TinyVAE32(16).eval(), build_model("TinyVAE32LinSkip", 16).eval()
+    assert isinstance(model, TinyVAE32LinSkip) and isinstance(model, TinyVAE32)
+    extra = sum(p.numel() for p in model.parameters()) + model.low_mean.numel() - sum(
+        p.numel() for p in base.parameters())
+    assert extra == 6_144 * 16 + 3_072 + 3_072  # the docstring's count
+    model.init_linear_path(images[:300])
+    held = images[300:]
+    recon, mu, logvar = model(held)
+    assert recon.shape == held.shape and mu.shape == logvar.shape == (100, 16)
+    flat = held.flatten(1)
+    basis = torch.linalg.svd(images[:300].flatten(1) - model.low_mean, full_matrices=False)[2][:16]
+    pca = (((flat - model.low_mean) @ basis.T) @ basis + model.low_mean).clamp(0, 1).view_as(held)
+    assert torch.allclose(recon, pca, atol=1e-4)  # no resampling: the linear path is at the input's own 32 px
+    assert psnr_per_image(held.double(), recon.double()).mean() > 15

@@ -35,7 +35,7 @@ DECODER_FILE = "decoder.onnx"
 WEIGHTS_FILE = "model.safetensors"
 BUNDLE_FILE = "bundle.json"
 PRECISIONS = ("fp32", "fp16", "int8", "int4")
-GAUSSIAN_ARCHITECTURES = ("TinyVAE", "TinyVAELinSkip", "TinyVAE32")
+GAUSSIAN_ARCHITECTURES = ("TinyVAE", "TinyVAELinSkip", "TinyVAE32", "TinyVAE32LinSkip")
 VQ_ARCHITECTURES = ("VisionPuzzleVAE",)
 
 

@@ -5,6 +5,7 @@ Architectures are fixed by docs/design.md ("Models"); parameter counts are asser
 """
 from .tinyvae import TinyVAE
 from .tinyvae32 import TinyVAE32
+from .tinyvae32_linskip import TinyVAE32LinSkip
 from .tinyvae_linskip import TinyVAELinSkip
 from .standard_vae import StandardVAE
 from .puzzle_vae import VisionPuzzleVAE
@@ -12,6 +13,7 @@ from .puzzle_vae import VisionPuzzleVAE
 ARCHITECTURES = {
     "TinyVAE": TinyVAE,
     "TinyVAE32": TinyVAE32,
+    "TinyVAE32LinSkip": TinyVAE32LinSkip,  # variant beside TinyVAE32 (same interface, own name and bundle)
     "TinyVAELinSkip": TinyVAELinSkip,  # variant beside the seed (docs/design.md: same interface, own name and bundle)
     "StandardVAE": StandardVAE,
     "VisionPuzzleVAE": VisionPuzzleVAE,
@@ -27,4 +29,4 @@ def build_model(architecture: str, latent_dim: int | None = None):
     return cls() if latent_dim is None else cls(latent_dim=latent_dim)
 
 
-__all__ = ["TinyVAE", "TinyVAE32", "TinyVAELinSkip", "StandardVAE", "VisionPuzzleVAE", "ARCHITECTURES", "build_model"]
+__all__ = ["TinyVAE", "TinyVAE32", "TinyVAE32LinSkip", "TinyVAELinSkip", "StandardVAE", "VisionPuzzleVAE", "ARCHITECTURES", "build_model"]

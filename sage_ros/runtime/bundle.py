@@ -25,10 +25,11 @@ MAX_META_BYTES = 1 << 20  # a shipped bundle.json is ~3 KB
 MAX_META_DEPTH = 32
 REQUIRED_KEYS = ("name", "architecture", "precision", "input", "latent_shape", "files", "metrics", "created_by")
 PRECISIONS = ("fp32", "fp16", "int8", "int4")
-GAUSSIAN_ARCHITECTURES = ("TinyVAE", "TinyVAELinSkip", "TinyVAE32")
+GAUSSIAN_ARCHITECTURES = ("TinyVAE", "TinyVAELinSkip", "TinyVAE32", "TinyVAE32LinSkip")
 VQ_ARCHITECTURES = ("VisionPuzzleVAE",)
 # The input range each architecture was trained in (docs/design.md "Models"): a bundle claiming another one is wrong.
-ARCHITECTURE_RANGE = {"TinyVAE": (0.0, 1.0), "TinyVAELinSkip": (0.0, 1.0), "TinyVAE32": (0.0, 1.0), "VisionPuzzleVAE": (-1.0, 1.0)}
+ARCHITECTURE_RANGE = {"TinyVAE": (0.0, 1.0), "TinyVAELinSkip": (0.0, 1.0), "TinyVAE32": (0.0, 1.0),
+                      "TinyVAE32LinSkip": (0.0, 1.0), "VisionPuzzleVAE": (-1.0, 1.0)}
 # ONNX TensorProto element types we accept, by name.
 _ONNX_DTYPES = {1: "float32", 10: "float16", 7: "int64", 6: "int32", 2: "uint8"}
 

@@ -31,9 +31,13 @@ BASELINES = {
     "tinyvae_l8_fp32": ("pca", 8),
     "tinyvae_l64_fp32": ("pca", 64),
     "tinyvae32_l64_fp32": ("pca", 64),
+    "tinyvae_linskip_l8_fp32": ("pca", 8),
+    "tinyvae_linskip_l64_fp32": ("pca", 64),
+    "tinyvae32_linskip_l64_fp32": ("pca", 64),
     "puzzle_l64_fp32": ("palette", 10),
 }
-PAIRS = {"puzzle_l64_int8_cpu": "puzzle_l64_fp32", "tinyvae_l64_int8_cpu": "tinyvae_l64_fp32"}  # candidate -> fp32
+PAIRS = {"puzzle_l64_int8_cpu": "puzzle_l64_fp32", "tinyvae_l64_int8_cpu": "tinyvae_l64_fp32",  # candidate -> fp32
+         "tinyvae_linskip_l64_int8": "tinyvae_linskip_l64_fp32"}
 N_FIT = {32: 4000, 64: 2000, 224: 300}   # baseline-fit windows per input size (+ the fit half's whole frames)
 N_EVAL = {32: 1200, 64: 600, 224: 150}   # evaluation windows per input size (+ the eval half's whole frames)
 

@@ -36,7 +36,7 @@ ARGUMENTS = (
     ("backend", "auto", "Inference backend", ("auto", "onnxruntime", "tensorrt", "torch")),
     ("device", "auto", "auto, cpu, cuda or cuda:N", None),
     ("input_transport", "raw", "raw (sensor_msgs/Image) or compressed (<camera>/compressed)", ("raw", "compressed")),
-    ("tinyvae_bundle", "tinyvae_l64_fp32",
+    ("tinyvae_bundle", "tinyvae_linskip_l64_fp32",
      "TinyVAE bundle: a directory, or the name of a shipped bundle in share/sage_ros/models", None),
     ("puzzle_bundle", "puzzle_l64_fp32",
      "VisionPuzzleVAE bundle: a directory, or the name of a shipped bundle in share/sage_ros/models", None),

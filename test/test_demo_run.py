@@ -196,14 +196,18 @@ def test_summary_percentiles_and_rates():
 
 
 def test_find_models_picks_the_shipped_bundles():
-    """What `make demo` runs: one TinyVAE latent size in fp32 / int8 / int4 and the fp32 puzzle model."""
+    """What `make demo` runs: the node's default TinyVAE-family bundle with its shipped siblings of the same
+    architecture and latent size (fp32 first) and the fp32 puzzle model."""
+    from sage_ros.demo.models import TINYVAE_FAMILY
+    from sage_ros.ros.params import DEFAULT_BUNDLES
     models_dir = demo.default_models_dir()
     if not any(models_dir.glob("*/bundle.json")):
         pytest.skip(f"no shipped bundles under {models_dir}")
     found = demo.find_models(models_dir)
-    assert list(found.tinyvae) == ["fp32", "int8", "int4"]
-    assert len({b.latent_shape for b in found.tinyvae.values()}) == 1
-    assert all(b.architecture == "TinyVAE" and not demo.is_untrained(b) for b in found.tinyvae.values())
+    assert found.tinyvae["fp32"].name == DEFAULT_BUNDLES["tinyvae"] and list(found.tinyvae)[0] == "fp32"
+    assert len(found.tinyvae) >= 2
+    assert len({(b.architecture, b.latent_shape) for b in found.tinyvae.values()}) == 1
+    assert all(b.architecture in TINYVAE_FAMILY and not demo.is_untrained(b) for b in found.tinyvae.values())
     assert found.puzzle is not None and found.puzzle.precision == "fp32"
 
 

@@ -293,3 +293,24 @@ def test_tinyvae32_linskip_keeps_tinyvae32s_interface_and_starts_at_pca_of_the_f
     pca = (((flat - model.low_mean) @ basis.T) @ basis + model.low_mean).clamp(0, 1).view_as(held)
     assert torch.allclose(recon, pca, atol=1e-4)  # no resampling: the linear path is at the input's own 32 px
     assert psnr_per_image(held.double(), recon.double()).mean() > 15
+
+
+def test_puzzle_per_image_weighting_is_the_log_mse_gradient_at_the_plain_mse_scale():
+    from sage_ros.compression.losses import puzzle_loss
+    torch.manual_seed(0)
+    x = torch.rand(3, 3, 8, 8) * 2 - 1
+    y = x.clone()
+    y[0] += 0.5 * torch.randn(3, 8, 8)
+    y[1] += 0.05 * torch.randn(3, 8, 8)
+    y[2] += 0.2 * torch.randn(3, 8, 8)
+    z = torch.zeros(3, 4, 2, 2)
+    plain, _ = puzzle_loss((y, z, z, None), x, 0.25)
+    weighted, _ = puzzle_loss((y, z, z, None), x, 0.25, per_image=True)
+    assert weighted.item() == pytest.approx(plain.item(), rel=1e-5)  # same value: weights x MSE_i average to it
+    grads = []
+    for per_image in (False, True):
+        yy = y.clone().requires_grad_(True)
+        puzzle_loss((yy, z, z, None), x, 0.25, per_image=per_image)[0].backward()
+        grads.append(yy.grad.flatten(1).norm(dim=1) / (y - x).flatten(1).norm(dim=1))
+    assert grads[0][1] == pytest.approx(grads[0][0].item(), rel=1e-4)  # plain MSE: one weight for all
+    assert grads[1][1] > 50 * grads[1][0]  # weighted: the nearly right image pulls hardest

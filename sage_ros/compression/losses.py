@@ -73,12 +73,22 @@ def kl_weight(cfg: TrainConfig, step: int, total: int) -> float:
     return cfg.beta if ramp <= 0 else cfg.beta * min(1.0, (step + 1) / ramp)
 
 
-def puzzle_loss(outputs, x: torch.Tensor, vq_beta: float, codebook=None, model: nn.Module | None = None):
+def puzzle_loss(outputs, x: torch.Tensor, vq_beta: float, codebook=None, model: nn.Module | None = None,
+                per_image: bool = False):
     """Mean MSE in the model's [-1, 1] range (4x the [0, 1] MSE) + VQ terms. With a vq.CodebookTrainer in EMA
     mode the codebook is an online k-means (no codebook loss, only vq_beta * commitment); otherwise van den
-    Oord's codebook + vq_beta * commitment loss. `codebook` also restarts dead codes (either mode)."""
+    Oord's codebook + vq_beta * commitment loss. `codebook` also restarts dead codes (either mode).
+    per_image (`--recon sigma_image`): each image's squared error weighed by (batch MSE / its own MSE), held
+    constant: the gradient of the mean per-image log MSE, rescaled to the plain MSE's size so that the VQ terms
+    keep their weight (the per-image sigma floor as in sigma_vae_nll, in this model's range)."""
     recon_x, z_e, z_q, codes = outputs
-    rec = F.mse_loss(recon_x, x)
+    if per_image:
+        per = (recon_x - x).pow(2).flatten(1).mean(1)
+        floor = (2 * SIGMA_IMAGE_FLOOR) ** 2  # [-1, 1] range: twice the [0, 1] sigma
+        weight = (per.detach().mean() / per.detach().clamp_min(floor)).clamp_max(per.detach().mean() / floor)
+        rec = (weight * per).mean()
+    else:
+        rec = F.mse_loss(recon_x, x)
     if codebook is not None and codebook.ema:
         vq = vq_beta * F.mse_loss(z_e, z_q.detach())
     else:
@@ -124,13 +134,15 @@ def puzzle_objective(model: nn.Module, cfg: TrainConfig, train_images=None) -> t
     if cfg.vq_init not in ("kmeans", "sample"):
         raise ValueError(f"vq_init must be 'kmeans' or 'sample', got {cfg.vq_init!r}")
     codebook = CodebookTrainer(model, decay=cfg.vq_ema, restart_below=cfg.vq_restart, seed=cfg.seed)
+    per_image = cfg.recon == "sigma_image"  # the other recon modes are the Gaussian VAEs' (mean MSE here)
 
     def loss_fn(module, x, step, total):
         model_ = getattr(module, "module", module)
         if cfg.vq_soft > 0:  # single process: calls the model's parts directly (vq.straight_through_softmax)
             from .vq import straight_through_softmax
-            return puzzle_loss(straight_through_softmax(model_, x, cfg.vq_soft), x, cfg.vq_beta, codebook, model_)
-        return puzzle_loss(module(x), x, cfg.vq_beta, codebook, model_)
+            return puzzle_loss(straight_through_softmax(model_, x, cfg.vq_soft), x, cfg.vq_beta, codebook, model_,
+                               per_image)
+        return puzzle_loss(module(x), x, cfg.vq_beta, codebook, model_, per_image)
 
     def on_start(module, x):
         if cfg.vq_init == "kmeans":

@@ -34,7 +34,9 @@ def main(argv=None) -> int:
     if "ema" in state and not args.raw:
         prefix = "module."
         weights = {k[len(prefix):]: v for k, v in state["ema"].items() if k.startswith(prefix)}
-    arch, latent = args.arch, int(weights["fc_mu.weight"].shape[0])
+    latent_of = weights.get("fc_mu.weight", weights.get("codebook.weight"))  # Gaussian VAEs: L x F; VQ: K x L
+    arch = args.arch
+    latent = int(latent_of.shape[0] if "fc_mu.weight" in weights else latent_of.shape[1])
     model = build_model(arch, latent)
     model.load_state_dict(weights, strict=True)
     save_model(model, args.out, extra={"from_checkpoint": str(args.run_dir), "step": state["step"],

@@ -8,8 +8,8 @@ first_batch), or None, runs once before the first step of a new run (not on resu
   pixels and averages over the batch: with beta=1 this is the negative ELBO of a unit-variance Gaussian decoder.
   `recon="mean"` averages over pixels too; it divides the reconstruction term by C*H*W, so the same beta weighs
   the KL C*H*W times more. `recon="sigma"`: sigma_vae_nll; `recon="sigma_image"`: the same with one sigma per
-  image (mean per-image log MSE, i.e. the mean per-image PSNR the evaluation reports). TinyVAELinSkip's linear path starts as a PCA of
-  training images.
+  image (mean per-image log MSE, i.e. the mean per-image PSNR the evaluation reports). A *LinSkip model's linear
+  path starts as a PCA of training images.
 - VisionPuzzleVAE: mean MSE in its [-1, 1] range + vq_loss (codebook + vq_beta * commitment); its codebook starts
   from encoder outputs of the first batch (k-means-style init) so that the 10 codes are not dead.
 """
@@ -84,9 +84,9 @@ def puzzle_loss(outputs, x: torch.Tensor, vq_beta: float, codebook=None, model: 
     recon_x, z_e, z_q, codes = outputs
     if per_image:
         per = (recon_x - x).pow(2).flatten(1).mean(1)
+        held = per.detach()
         floor = (2 * SIGMA_IMAGE_FLOOR) ** 2  # [-1, 1] range: twice the [0, 1] sigma
-        weight = (per.detach().mean() / per.detach().clamp_min(floor)).clamp_max(per.detach().mean() / floor)
-        rec = (weight * per).mean()
+        rec = (held.mean() / held.clamp_min(floor) * per).mean()
     else:
         rec = F.mse_loss(recon_x, x)
     if codebook is not None and codebook.ema:

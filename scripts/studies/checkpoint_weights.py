@@ -24,24 +24,26 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     from sage_ros.compression.checkpoints import CHECKPOINT_FILE, load_checkpoint, save_model
+    from sage_ros.compression.optim import make_ema
     from sage_ros.models import build_model
 
     state = load_checkpoint(args.run_dir / CHECKPOINT_FILE)
     if state is None:
         print(f"no checkpoint in {args.run_dir}", file=sys.stderr)
         return 2
-    weights = state["model"]
-    if "ema" in state and not args.raw:
-        prefix = "module."
-        weights = {k[len(prefix):]: v for k, v in state["ema"].items() if k.startswith(prefix)}
-    latent_of = weights.get("fc_mu.weight", weights.get("codebook.weight"))  # Gaussian VAEs: L x F; VQ: K x L
-    arch = args.arch
-    latent = int(latent_of.shape[0] if "fc_mu.weight" in weights else latent_of.shape[1])
-    model = build_model(arch, latent)
+    weights = state["model"]  # Gaussian VAEs: fc_mu is L x F; the VQ model's codebook K x L
+    latent = int(weights["fc_mu.weight"].shape[0] if "fc_mu.weight" in weights
+                 else weights["codebook.weight"].shape[1])
+    model = build_model(args.arch, latent)
     model.load_state_dict(weights, strict=True)
+    use_ema = "ema" in state and not args.raw
+    if use_ema:  # the checkpoint keeps the whole AveragedModel state (train.py); its decay does not matter to load
+        ema = make_ema(model, 0.999)
+        ema.load_state_dict(state["ema"])
+        model = ema.module
     save_model(model, args.out, extra={"from_checkpoint": str(args.run_dir), "step": state["step"],
-                                       "weights": "raw" if args.raw or "ema" not in state else "ema"})
-    print(f"{args.out}: {arch} L={latent} step {state['step']}")
+                                       "weights": "ema" if use_ema else "raw"})
+    print(f"{args.out}: {args.arch} L={latent} step {state['step']}")
     return 0
 
 

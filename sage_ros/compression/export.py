@@ -28,6 +28,7 @@ from torch import nn
 
 from sage_ros.atomic import atomic_path, atomic_write_json
 from sage_ros.hashing import sha256_file
+from sage_ros.runtime.bundle import GAUSSIAN_ARCHITECTURES, VQ_ARCHITECTURES  # one list: what a bundle may hold
 
 BUNDLE_FORMAT_VERSION = 1
 ENCODER_FILE = "encoder.onnx"
@@ -35,8 +36,6 @@ DECODER_FILE = "decoder.onnx"
 WEIGHTS_FILE = "model.safetensors"
 BUNDLE_FILE = "bundle.json"
 PRECISIONS = ("fp32", "fp16", "int8", "int4")
-GAUSSIAN_ARCHITECTURES = ("TinyVAE", "TinyVAELinSkip", "TinyVAE32", "TinyVAE32LinSkip")
-VQ_ARCHITECTURES = ("VisionPuzzleVAE",)
 
 
 class _MatMulLinear(nn.Module):

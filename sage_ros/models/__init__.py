@@ -29,4 +29,5 @@ def build_model(architecture: str, latent_dim: int | None = None):
     return cls() if latent_dim is None else cls(latent_dim=latent_dim)
 
 
-__all__ = ["TinyVAE", "TinyVAE32", "TinyVAE32LinSkip", "TinyVAELinSkip", "StandardVAE", "VisionPuzzleVAE", "ARCHITECTURES", "build_model"]
+__all__ = ["TinyVAE", "TinyVAE32", "TinyVAE32LinSkip", "TinyVAELinSkip", "StandardVAE", "VisionPuzzleVAE",
+           "ARCHITECTURES", "build_model"]
